@@ -1,0 +1,131 @@
+# sluice — one plain GNU Makefile.
+#
+#   make            build build/sluice and build/sluice-origin
+#   make run        install what is missing, build, start sluice on conf/sluice.yaml
+#                   in front of the bundled demo origin
+#   make test       install, build (release and ASan+UBSan) and run every spec
+#   make bench      wrk + callgrind against sluice and nginx (see docs/BENCHMARKS.md)
+#   make install PREFIX=/usr/local
+#   make clean
+
+PREFIX     ?= /usr/local
+CC         ?= cc
+BUILD      := build
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+
+# Debian 12 packages, installed by `make deps` only when absent.
+DEB_BUILD := gcc make pkg-config libevent-dev libyaml-dev libluajit2-5.1-dev node-llhttp
+DEB_TEST  := lua-busted luajit2 lua-socket
+DEB_BENCH := nginx-light libnginx-mod-http-lua haproxy wrk valgrind
+
+PKGS      := libevent yaml-0.1
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN      := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wvla
+BASEFLAGS  = -std=c11 -D_GNU_SOURCE -pthread -MMD -MP -Isrc -I$(LLHTTP_INC) $(PKG_CFLAGS)
+OPT_REL   := -O2 -g
+OPT_ASAN  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LIBS       = $(PKG_LIBS) -lpthread
+
+CORE_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))
+ORIGIN_SRCS := $(wildcard src/origin/*.c)
+LLHTTP_C    := api.c http.c llhttp.c
+
+REL_OBJS    := $(CORE_SRCS:src/%.c=$(BUILD)/rel/%.o) $(BUILD)/rel/main.o
+ASAN_OBJS   := $(CORE_SRCS:src/%.c=$(BUILD)/asan/%.o) $(BUILD)/asan/main.o
+ORIGIN_OBJS := $(ORIGIN_SRCS:src/origin/%.c=$(BUILD)/origin/%.o)
+LLHTTP_REL  := $(LLHTTP_C:%.c=$(BUILD)/rel/llhttp/%.o)
+LLHTTP_ASAN := $(LLHTTP_C:%.c=$(BUILD)/asan/llhttp/%.o)
+
+.PHONY: all asan run test bench install clean deps deps-build deps-test deps-bench
+
+all: $(BUILD)/sluice $(BUILD)/sluice-origin
+
+asan: $(BUILD)/asan/sluice
+
+$(BUILD)/sluice: $(REL_OBJS) $(LLHTTP_REL)
+	$(CC) $(OPT_REL) -pthread -o $@ $^ $(LIBS)
+
+$(BUILD)/asan/sluice: $(ASAN_OBJS) $(LLHTTP_ASAN)
+	$(CC) $(OPT_ASAN) -pthread -o $@ $^ $(LIBS)
+
+$(BUILD)/sluice-origin: $(ORIGIN_OBJS) $(LLHTTP_REL)
+	$(CC) $(OPT_REL) -pthread -o $@ $^ $(LIBS)
+
+$(BUILD)/rel/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(WARN) $(OPT_REL) -c -o $@ $<
+
+$(BUILD)/asan/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(WARN) $(OPT_ASAN) -c -o $@ $<
+
+$(BUILD)/origin/%.o: src/origin/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(WARN) $(OPT_REL) -c -o $@ $<
+
+# llhttp's generated C comes from the node-llhttp package; it is not ours, so
+# it is built without our warning set.
+$(BUILD)/rel/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -I$(LLHTTP_INC) $(OPT_REL) -c -o $@ $<
+
+$(BUILD)/asan/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -I$(LLHTTP_INC) $(OPT_ASAN) -c -o $@ $<
+
+-include $(wildcard $(BUILD)/*/*.d $(BUILD)/*/*/*.d)
+
+# --- dependencies ---------------------------------------------------------
+
+define install_missing
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+deps-build:
+	$(call install_missing,$(DEB_BUILD))
+
+deps-test: deps-build
+	$(call install_missing,$(DEB_TEST))
+
+deps-bench: deps-build
+	$(call install_missing,$(DEB_BENCH))
+
+deps: deps-test
+
+# --- running --------------------------------------------------------------
+
+run: deps-build
+	@$(MAKE) --no-print-directory all
+	@$(BUILD)/sluice-origin --listen 127.0.0.1:9001 --name demo-1 & o1=$$!; \
+	 $(BUILD)/sluice-origin --listen 127.0.0.1:9002 --name demo-2 & o2=$$!; \
+	 trap 'kill $$o1 $$o2 2>/dev/null' EXIT INT TERM; \
+	 echo "sluice: try  curl http://localhost:8080/"; \
+	 $(BUILD)/sluice -c conf/sluice.yaml
+
+test: deps-test
+	@$(MAKE) --no-print-directory all asan
+	@spec/run.sh
+
+bench: deps-bench
+	@$(MAKE) --no-print-directory all
+	@spec/bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sluice/conf
+	install -m 755 $(BUILD)/sluice $(DESTDIR)$(PREFIX)/bin/sluice
+	install -m 755 $(BUILD)/sluice-origin $(DESTDIR)$(PREFIX)/bin/sluice-origin
+	install -m 644 conf/sluice.yaml $(DESTDIR)$(PREFIX)/share/sluice/conf/sluice.yaml
+
+clean:
+	rm -rf $(BUILD) spec/.results

@@ -1,0 +1,31 @@
+/* Request-scoped bump allocator: allocations are never freed one by one;
+ * sl_arena_reset() drops them all at request end and keeps the first chunk,
+ * so a steady stream of small requests allocates nothing. */
+#ifndef SL_ARENA_H
+#define SL_ARENA_H
+
+#include <stddef.h>
+
+struct sl_arena_chunk;
+
+struct sl_arena {
+    struct sl_arena_chunk *chunks;  /* owned; newest first */
+    char *ptr;                      /* next free byte in the newest chunk */
+    char *end;
+};
+
+/* Returns n bytes aligned for any type, valid until the next reset or fini,
+ * or NULL when out of memory. Requests larger than a chunk get a chunk of
+ * their own. */
+void *sl_arena_alloc(struct sl_arena *a, size_t n);
+
+/* Copies n bytes into the arena and NUL-terminates them. NULL on OOM. */
+char *sl_arena_strndup(struct sl_arena *a, const char *s, size_t n);
+
+/* Frees every chunk but the first and rewinds it. */
+void sl_arena_reset(struct sl_arena *a);
+
+/* Frees every chunk. The arena may be reused afterwards. */
+void sl_arena_fini(struct sl_arena *a);
+
+#endif

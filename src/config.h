@@ -1,0 +1,36 @@
+/* Loading and validating the YAML configuration. */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include "config-t.h"
+
+/* Reads and validates the YAML file at path. Every problem found is appended
+ * to errs as "file:line:col: message" (unknown keys, wrong types, bad
+ * addresses, out-of-range values, routes naming unknown upstreams, ...);
+ * loading goes on after an error so one run reports them all. Returns the
+ * config (owned; free with sl_config_free) or NULL when errs holds at least
+ * one message. */
+struct sl_config *sl_config_load(const char *path, struct sl_config_errors *errs);
+
+/* Builds the config of quick mode: one listener, one upstream "default" with
+ * the given backends (weight 1) and one catch-all route, every other setting
+ * at its default. workers <= 0 means one per core. Errors (bad addresses) go
+ * to errs as "--listen: message" / "--to: message". Returns the config
+ * (owned; free with sl_config_free) or NULL. */
+struct sl_config *sl_config_quick(const char *listen, const char *const *tos,
+                                  size_t ntos, int workers,
+                                  struct sl_config_errors *errs);
+
+/* Frees a config and everything it owns. NULL is accepted. */
+void sl_config_free(struct sl_config *cfg);
+
+/* Frees the messages of errs and resets it to empty. */
+void sl_config_errors_fini(struct sl_config_errors *errs);
+
+/* Parses "host:port" / "[v6]:port" / ":port" / "port" (host defaults to
+ * 0.0.0.0 for listeners) into addr, resolving names with getaddrinfo.
+ * Returns 0, or -1 with a message in err (size errlen). */
+int sl_addr_parse(const char *text, const char *default_host,
+                  struct sl_addr *addr, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,492 @@
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config-t.h"
+#include "gen.h"
+#include "log.h"
+#include "proxy.h"
+#include "request.h"
+#include "worker.h"
+
+#define READ_CHUNK 16384
+#define LINGER_MS 2000
+/* Output above this pauses the producer (upstream reads, pipelined
+ * requests); below the low mark it resumes. A slow client therefore holds
+ * at most about OUT_HIGH + one read of response bytes in the proxy. */
+#define OUT_HIGH (256 * 1024)
+#define OUT_LOW (64 * 1024)
+
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void process_input(struct sl_conn *c);
+
+static const struct sl_timeouts_conf *timeouts(const struct sl_conn *c)
+{
+    return &c->w->gen->cfg->timeouts;
+}
+
+static void arm_timer(struct sl_conn *c, int ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    event_add(&c->timer, &tv);
+}
+
+struct sl_conn *sl_conn_new(struct sl_worker *w, int fd, const struct sockaddr *peer)
+{
+    struct sl_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return NULL;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->state = SL_CONN_IDLE;
+    if (peer->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer, sizeof c->peer);
+    else if (peer->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->peer, sizeof c->peer);
+    else
+        snprintf(c->peer, sizeof c->peer, "unknown");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const struct sl_limits_conf *lim = &w->gen->cfg->limits;
+    struct sl_reader_limits rl = {
+        .max_line = lim->max_request_line,
+        .max_header_size = lim->max_header_size,
+        .max_headers = lim->max_headers,
+    };
+    sl_reader_init(&c->reader, true, &sl_request_reader_ops, c, &rl);
+    event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    evtimer_assign(&c->timer, w->base, on_timer, c);
+    event_add(&c->rev, NULL);
+    c->reading = true;
+    arm_timer(c, timeouts(c)->client_header_ms);
+    TAILQ_INSERT_TAIL(&w->conns, c, link);
+    w->nconns++;
+    return c;
+}
+
+void sl_conn_free(struct sl_conn *c)
+{
+    sl_reader_fini(&c->reader);
+    sl_buf_fini(&c->in);
+    sl_buf_fini(&c->out);
+    sl_arena_fini(&c->arena);
+    free(c);
+}
+
+static void release(struct sl_conn *c)
+{
+    if (c->state == SL_CONN_CLOSED)
+        return;
+    if (c->up != NULL)
+        sl_proxy_detach(c);
+    c->state = SL_CONN_CLOSED;
+    event_del(&c->rev);
+    event_del(&c->wev);
+    event_del(&c->timer);
+    close(c->fd);
+    c->fd = -1;
+    struct sl_worker *w = c->w;
+    TAILQ_REMOVE(&w->conns, c, link);
+    w->nconns--;
+    TAILQ_INSERT_TAIL(&w->dead_conns, c, link);
+    sl_worker_schedule_reap(w);
+}
+
+void sl_conn_abort(struct sl_conn *c)
+{
+    release(c);
+}
+
+/* Closing a socket with unread input makes the kernel send a reset, which
+ * can destroy the response still in flight to the client (RFC 9112 §9.6).
+ * So we half-close, read and drop whatever still comes for a moment, and
+ * close when the client does. */
+static void start_linger(struct sl_conn *c)
+{
+    shutdown(c->fd, SHUT_WR);
+    c->state = SL_CONN_CLOSING;
+    c->lingering = true;
+    if (!c->reading) {
+        event_add(&c->rev, NULL);
+        c->reading = true;
+    }
+    arm_timer(c, LINGER_MS);
+}
+
+void sl_conn_close_after_flush(struct sl_conn *c)
+{
+    if (c->state == SL_CONN_CLOSED)
+        return;
+    if (c->up != NULL)
+        sl_proxy_detach(c);
+    c->state = SL_CONN_CLOSING;
+    if (sl_buf_len(&c->out) == 0)
+        start_linger(c);
+    else
+        sl_conn_flush(c);
+}
+
+int sl_conn_flush(struct sl_conn *c)
+{
+    while (sl_buf_len(&c->out) > 0) {
+        ssize_t n = write(c->fd, sl_buf_head(&c->out), sl_buf_len(&c->out));
+        if (n > 0) {
+            sl_buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            if (!c->wev_pending) {
+                event_add(&c->wev, NULL);
+                c->wev_pending = true;
+            }
+            arm_timer(c, timeouts(c)->send_ms);
+            return 0;
+        }
+        SL_DEBUG("conn %s: write failed: %s", c->peer, strerror(errno));
+        release(c);
+        return -1;
+    }
+    if (c->wev_pending) {
+        event_del(&c->wev);
+        c->wev_pending = false;
+    }
+    if (c->state == SL_CONN_CLOSING && !c->lingering)
+        start_linger(c);
+    else if (c->up != NULL)
+        sl_proxy_client_drained(c);
+    return 0;
+}
+
+int sl_conn_send(struct sl_conn *c, const void *p, size_t n)
+{
+    if (sl_buf_append(&c->out, p, n) < 0) {
+        release(c);
+        return -1;
+    }
+    return sl_conn_flush(c);
+}
+
+bool sl_conn_out_is_full(const struct sl_conn *c)
+{
+    return sl_buf_len(&c->out) > OUT_HIGH;
+}
+
+bool sl_conn_out_is_low(const struct sl_conn *c)
+{
+    return sl_buf_len(&c->out) < OUT_LOW;
+}
+
+void sl_conn_pause_reading(struct sl_conn *c)
+{
+    if (c->reading) {
+        event_del(&c->rev);
+        c->reading = false;
+    }
+}
+
+void sl_conn_resume_reading(struct sl_conn *c)
+{
+    if (!c->reading && c->state != SL_CONN_CLOSED && !c->peer_closed) {
+        event_add(&c->rev, NULL);
+        c->reading = true;
+    }
+}
+
+bool sl_conn_close_if_idle(struct sl_conn *c)
+{
+    if (c->state != SL_CONN_IDLE || !sl_reader_is_idle(&c->reader) ||
+        sl_buf_len(&c->in) > 0)
+        return false;
+    release(c);
+    return true;
+}
+
+static void log_request(struct sl_conn *c)
+{
+    struct sl_req *r = &c->req;
+    struct sl_head *h = r->head;
+    if (h == NULL || c->w->alog.fd < 0)
+        return;
+    struct sl_access_entry e = {
+        .request_id = r->id,
+        .client = c->peer,
+        .method = llhttp_method_name((llhttp_method_t)h->method),
+        .target = h->target,
+        .target_len = h->target_len,
+        .http_minor = h->http_minor,
+        .status = r->status,
+        .bytes_sent = r->bytes_sent,
+        .duration_us = sl_worker_now_us(c->w) - r->start_us,
+        .backend = r->backend_name,
+        .host = r->host ? r->host : "",
+        .host_len = r->host_len,
+    };
+    sl_accesslog_add(&c->w->alog, &e);
+}
+
+void sl_conn_request_done(struct sl_conn *c)
+{
+    struct sl_req *r = &c->req;
+    log_request(c);
+    c->nrequests++;
+    if (!r->keep_alive || !r->body_done || c->peer_closed || c->w->draining) {
+        sl_conn_close_after_flush(c);
+        return;
+    }
+    memset(r, 0, sizeof *r);
+    sl_arena_reset(&c->arena);
+    c->state = SL_CONN_IDLE;
+    arm_timer(c, timeouts(c)->keepalive_ms);
+    if (c->reader_paused) {
+        c->reader_paused = false;
+        sl_reader_resume(&c->reader);
+    }
+    if (!c->in_feed && sl_buf_len(&c->in) > 0)
+        process_input(c);
+}
+
+void sl_conn_reply(struct sl_conn *c, int status, bool close_after)
+{
+    struct sl_req *r = &c->req;
+    if (r->resp_started) {
+        release(c);
+        return;
+    }
+    const char *reason = sl_status_reason(status);
+    char body[96];
+    int blen = snprintf(body, sizeof body, "%d %s\n", status, reason);
+    /* Unread body bytes would be taken for the next request: close. */
+    if (!r->keep_alive || (r->has_body && !r->body_done) || c->w->draining)
+        close_after = true;
+    r->status = status;
+    r->resp_started = true;
+    r->resp_done = true;
+    r->local = true;
+    int minor = r->head != NULL ? r->head->http_minor : 1;
+    sl_buf_printf(&c->out,
+                  "HTTP/1.%d %d %s\r\nServer: sluice\r\nDate: %s\r\n"
+                  "Content-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n",
+                  minor == 0 ? 0 : 1, status, reason, sl_worker_http_date(c->w), blen,
+                  close_after ? "Connection: close\r\n"
+                  : (minor == 0 ? "Connection: keep-alive\r\n" : ""));
+    if (!r->is_head)
+        sl_buf_append(&c->out, body, (size_t)blen);
+    r->bytes_sent = sl_buf_len(&c->out);
+    if (close_after) {
+        r->keep_alive = false;
+        if (r->head != NULL)
+            log_request(c);
+        sl_conn_close_after_flush(c);
+        return;
+    }
+    if (sl_conn_flush(c) < 0)
+        return;
+    if (r->body_done)
+        sl_conn_request_done(c);
+}
+
+/* --- input ---------------------------------------------------------------- */
+
+static void handle_parse_error(struct sl_conn *c)
+{
+    int status = c->reader.error_status ? c->reader.error_status : 400;
+    SL_DEBUG("conn %s: bad request: %s (%d)", c->peer,
+             c->reader.error_reason ? c->reader.error_reason : "malformed", status);
+    /* The origin must never see a message we could not frame: drop the
+     * upstream side before anything more reaches it. */
+    if (c->up != NULL)
+        sl_proxy_detach(c);
+    if (c->req.resp_started) {
+        release(c);
+        return;
+    }
+    c->req.keep_alive = false;
+    sl_conn_reply(c, status, true);
+}
+
+static void process_input(struct sl_conn *c)
+{
+    while (sl_buf_len(&c->in) > 0) {
+        if (c->state == SL_CONN_TUNNEL) {
+            sl_proxy_tunnel_data(c);
+            return;
+        }
+        if (c->state == SL_CONN_CLOSING || c->state == SL_CONN_CLOSED) {
+            sl_buf_clear(&c->in);
+            return;
+        }
+        /* A finished request waits for its response; pipelined bytes stay
+         * queued, and so do they while the client is not reading ours. */
+        if (c->reader_paused || c->upgrade_paused || sl_conn_out_is_full(c))
+            return;
+        if (c->state == SL_CONN_IDLE && sl_reader_is_idle(&c->reader) && c->nrequests > 0)
+            arm_timer(c, timeouts(c)->client_header_ms);
+        size_t used = 0;
+        c->in_feed = true;
+        int rc = sl_reader_feed(&c->reader, sl_buf_head(&c->in), sl_buf_len(&c->in), &used);
+        c->in_feed = false;
+        if (c->state == SL_CONN_CLOSED)
+            return;
+        if (c->state == SL_CONN_CLOSING) {
+            sl_buf_clear(&c->in);
+            return;
+        }
+        sl_buf_consume(&c->in, used);
+        if (rc == 1) {
+            c->reader_paused = true;
+        } else if (rc == 2) {
+            c->upgrade_paused = true;
+        } else if (rc < 0) {
+            handle_parse_error(c);
+            return;
+        }
+    }
+}
+
+static void on_eof(struct sl_conn *c)
+{
+    c->peer_closed = true;
+    sl_conn_pause_reading(c);
+    switch (c->state) {
+    case SL_CONN_ACTIVE:
+        /* A client that half-closes after its request still gets the
+         * response; one that leaves mid-body aborted it. */
+        if (!c->req.body_done)
+            release(c);
+        return;
+    case SL_CONN_TUNNEL:
+        sl_proxy_tunnel_eof(c);
+        return;
+    default:
+        release(c);
+        return;
+    }
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sl_conn *c = arg;
+    ssize_t n = sl_buf_read(&c->in, c->fd, READ_CHUNK);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        release(c);
+        return;
+    }
+    if (c->state == SL_CONN_CLOSING) {
+        sl_buf_clear(&c->in);
+        if (n == 0)
+            release(c);
+        return;
+    }
+    if (n == 0) {
+        on_eof(c);
+        return;
+    }
+    if (c->state == SL_CONN_ACTIVE && c->req.has_body && !c->req.body_done)
+        arm_timer(c, timeouts(c)->client_body_ms);
+    process_input(c);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sl_conn_flush(arg);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sl_conn *c = arg;
+    switch (c->state) {
+    case SL_CONN_IDLE:
+        if (sl_reader_is_idle(&c->reader) && sl_buf_len(&c->in) == 0) {
+            release(c);     /* idle keep-alive connection */
+            return;
+        }
+        SL_DEBUG("conn %s: request head timed out", c->peer);
+        c->req.keep_alive = false;
+        sl_conn_reply(c, 408, true);
+        return;
+    case SL_CONN_ACTIVE:
+        if (c->wev_pending) {
+            SL_DEBUG("conn %s: send timed out", c->peer);
+            release(c);
+        } else if (c->req.has_body && !c->req.body_done) {
+            SL_DEBUG("conn %s: request body timed out", c->peer);
+            if (c->up != NULL)
+                sl_proxy_detach(c);
+            sl_conn_reply(c, 408, true);
+        }
+        /* Otherwise the upstream side's own timer governs. */
+        return;
+    case SL_CONN_TUNNEL:
+        if (c->wev_pending)
+            release(c);
+        return;
+    default:
+        release(c);
+        return;
+    }
+}
+
+const char *sl_status_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}

@@ -1,0 +1,145 @@
+/* Client connections: accept, read and parse requests, write responses,
+ * keep-alive and pipelining, local replies, timeouts and closing. */
+#ifndef SL_CONN_H
+#define SL_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/event_struct.h>
+
+#include "arena.h"
+#include "buf.h"
+#include "http1.h"
+
+struct sl_worker;
+struct sl_upconn;
+struct sl_upstream;
+struct sl_backend;
+struct sl_route_conf;
+
+enum sl_conn_state {
+    SL_CONN_IDLE,       /* waiting for (the rest of) a request head */
+    SL_CONN_ACTIVE,     /* a request is being served */
+    SL_CONN_TUNNEL,     /* after 101: raw bytes both ways */
+    SL_CONN_CLOSING,    /* flushing the last bytes, then close */
+    SL_CONN_CLOSED,     /* waiting to be freed */
+};
+
+/* How the response body is framed towards the client. */
+enum sl_framing {
+    SL_FRAMING_NONE,        /* no body (HEAD, 1xx, 204, 304) */
+    SL_FRAMING_LENGTH,      /* Content-Length passed through */
+    SL_FRAMING_CHUNKED,     /* re-encoded as chunked */
+    SL_FRAMING_CLOSE,       /* body ends when we close (HTTP/1.0 clients) */
+};
+
+/* One request's state; embedded in its connection and reset between
+ * requests. Strings are borrowed from the connection's reader or arena and
+ * valid until the request ends. */
+struct sl_req {
+    char id[24];
+    int64_t start_us;
+    struct sl_head *head;               /* the parsed head (borrowed from conn->reader) */
+    const char *host;                   /* lowercase, without port; "" when absent */
+    size_t host_len;
+    const char *path;                   /* origin-form target (path and query) */
+    size_t path_len;
+    const char *authority;              /* Host value to forward */
+    size_t authority_len;
+    const struct sl_route_conf *route;
+    struct sl_upstream *upstream;
+    struct sl_backend *backend;         /* the backend of the current attempt */
+    const char *backend_name;           /* its address text, for the log */
+    uint8_t *tried;                     /* bitmap of backends tried (arena) */
+    int attempts;
+    bool stale_retried;
+    bool keep_alive;                    /* client allows another request after this one */
+    bool is_head;
+    bool idempotent;
+    bool has_body;
+    bool body_done;                     /* the whole request body was received */
+    bool upgrade;
+    bool expect_continue;
+    bool local;                         /* answered by the proxy itself */
+    uint64_t body_bytes;
+    /* response side */
+    int status;
+    bool resp_started;                  /* response head queued to the client */
+    bool resp_done;
+    enum sl_framing framing;
+    uint64_t bytes_sent;                /* bytes queued to the client for this request */
+};
+
+struct sl_conn {
+    struct sl_worker *w;                /* borrowed */
+    int fd;
+    enum sl_conn_state state;
+    struct event rev, wev, timer;
+    bool wev_pending;
+    bool reading;                       /* rev added */
+    bool in_feed;                       /* inside sl_reader_feed: do not re-enter */
+    bool reader_paused;                 /* a finished request waits for its response */
+    bool upgrade_paused;                /* an upgrade request waits for 101 */
+    bool peer_closed;                   /* the client half-closed */
+    bool lingering;                     /* output done, draining input before close */
+    struct sl_buf in, out;
+    struct sl_reader reader;
+    struct sl_arena arena;              /* request scope */
+    struct sl_req req;
+    struct sl_upconn *up;               /* serving the current request, or NULL */
+    char peer[64];                      /* client address text */
+    uint64_t nrequests;
+    TAILQ_ENTRY(sl_conn) link;
+};
+
+/* Accepts ownership of a freshly accepted socket and starts reading from it.
+ * Returns the connection, or NULL (the fd is closed) on OOM. */
+struct sl_conn *sl_conn_new(struct sl_worker *w, int fd, const struct sockaddr *peer);
+
+/* Queues bytes for the client and writes what the socket takes now. */
+int sl_conn_send(struct sl_conn *c, const void *p, size_t n);
+
+/* Writes queued bytes; arms the write event when the socket is full.
+ * Returns 0, or -1 when the connection failed (it is then closed). */
+int sl_conn_flush(struct sl_conn *c);
+
+/* Answers the current request from the proxy itself with status and a short
+ * text body. The connection closes afterwards when close_after is set, or
+ * when the request does not allow another one (no keep-alive, unread body,
+ * draining); otherwise it carries on with the next request. */
+void sl_conn_reply(struct sl_conn *c, int status, bool close_after);
+
+/* True when the client's output is above the high watermark: producers
+ * (upstream reads) pause. */
+bool sl_conn_out_is_full(const struct sl_conn *c);
+
+/* True when the client's output fell below the low watermark. */
+bool sl_conn_out_is_low(const struct sl_conn *c);
+
+/* Called by the proxy when the response is complete and the request fully
+ * forwarded: logs the request and moves on to the next one (or closes). */
+void sl_conn_request_done(struct sl_conn *c);
+
+/* Closes at once, dropping unsent output (errors, truncation). */
+void sl_conn_abort(struct sl_conn *c);
+
+/* Closes after the queued output is written. */
+void sl_conn_close_after_flush(struct sl_conn *c);
+
+/* Stops / restarts reading from the client (request body back-pressure). */
+void sl_conn_pause_reading(struct sl_conn *c);
+void sl_conn_resume_reading(struct sl_conn *c);
+
+/* Closes an idle connection (worker draining). Returns true if it was idle. */
+bool sl_conn_close_if_idle(struct sl_conn *c);
+
+/* Frees a closed connection; only the worker's reaper calls it. */
+void sl_conn_free(struct sl_conn *c);
+
+/* Standard reason phrase for a status code ("Unknown" when none). */
+const char *sl_status_reason(int status);
+
+#endif

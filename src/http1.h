@@ -1,0 +1,127 @@
+/* HTTP/1.x message reader: llhttp glue shared by the client side (requests)
+ * and the upstream side (responses). It captures the head into its own
+ * buffer, enforces the size limits while bytes arrive, adds the framing
+ * checks llhttp leaves to us (RFC 9112 §6) and streams body bytes to its
+ * owner. */
+#ifndef SL_HTTP1_H
+#define SL_HTTP1_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+#include "buf.h"
+
+/* One header field; both strings are NUL-terminated and borrowed from the
+ * reader (valid until the reader starts the next message). */
+struct sl_header {
+    const char *name;
+    const char *value;
+    uint32_t name_len;
+    uint32_t value_len;
+};
+
+/* A parsed head. Strings are borrowed from the reader, as above. */
+struct sl_head {
+    int method;                 /* llhttp_method_t; requests only */
+    int status;                 /* responses only */
+    uint8_t http_major;
+    uint8_t http_minor;
+    const char *target;         /* request target, or the reason phrase */
+    size_t target_len;
+    struct sl_header *headers;
+    size_t nheaders;
+    bool chunked;               /* Transfer-Encoding: chunked */
+    bool has_length;            /* Content-Length present */
+    uint64_t content_length;
+    bool keep_alive;            /* llhttp_should_keep_alive() at head time */
+    bool upgrade;               /* Upgrade handshake (or CONNECT) */
+};
+
+/* What the reader reports to its owner. Each callback returns 0 to go on or
+ * -1 to fail the message (the owner then sets reader->error_status if it
+ * wants a specific answer). on_head may also return 1: "this message has no
+ * body" (a response to HEAD). on_done may return 1 to pause the reader at
+ * the end of the message. */
+struct sl_reader_ops {
+    int (*on_head)(void *owner);
+    int (*on_body)(void *owner, const char *p, size_t n);
+    int (*on_done)(void *owner);
+};
+
+struct sl_reader_limits {
+    size_t max_line;            /* request line / status line -> 414 */
+    size_t max_header_size;     /* all fields -> 431 */
+    size_t max_headers;         /* field count -> 431 */
+};
+
+struct sl_hoff;
+
+struct sl_reader {
+    llhttp_t parser;
+    const struct sl_reader_ops *ops;
+    void *owner;                    /* borrowed */
+    struct sl_reader_limits limits;
+    struct sl_buf raw;              /* head strings, NUL-separated */
+    struct sl_hoff *hoff;           /* owned: offsets into raw */
+    struct sl_header *headers;      /* owned: built from hoff at head end */
+    size_t nh, hcap;
+    size_t line_len, header_bytes;
+    int last;                       /* which data callback ran last */
+    bool in_head;
+    bool in_msg;                    /* between message begin and complete */
+    bool is_request;
+    int error_status;               /* answer to give after a -1 */
+    const char *error_reason;       /* static text for the log */
+    struct sl_head head;            /* valid from on_head to the next message */
+};
+
+/* Prepares a reader for requests (is_request) or responses. ops and owner
+ * are borrowed for the reader's life. */
+void sl_reader_init(struct sl_reader *r, bool is_request,
+                    const struct sl_reader_ops *ops, void *owner,
+                    const struct sl_reader_limits *limits);
+
+/* Releases the reader's memory. */
+void sl_reader_fini(struct sl_reader *r);
+
+/* Starts over on a fresh stream (a new connection). */
+void sl_reader_reset(struct sl_reader *r);
+
+/* Parses n bytes. *used receives how many were consumed. Returns 0 when all
+ * were consumed, 1 when the owner paused at a message end, 2 when an
+ * upgrade head ended (the rest belongs to the tunnel) and -1 on a protocol
+ * error or a callback failure: r->error_status then holds the status to
+ * answer with (400, 414, 431, 503, or 502 for responses). */
+int sl_reader_feed(struct sl_reader *r, const char *p, size_t n, size_t *used);
+
+/* Resumes after a pause (feed returned 1). */
+void sl_reader_resume(struct sl_reader *r);
+
+/* Resumes normal parsing after an upgrade that did not happen. */
+void sl_reader_resume_after_upgrade(struct sl_reader *r);
+
+/* Tells the reader the peer closed. Returns 0 when that ends the current
+ * message cleanly (close-delimited body, or between messages) and -1 when a
+ * message was cut short. */
+int sl_reader_finish(struct sl_reader *r);
+
+/* True between messages (nothing of the next message parsed yet). */
+bool sl_reader_is_idle(const struct sl_reader *r);
+
+/* True when the current message's body runs until the connection closes. */
+bool sl_reader_needs_eof(const struct sl_reader *r);
+
+/* Finds the first header named name (case-insensitive) in h; NULL if none. */
+const struct sl_header *sl_head_find(const struct sl_head *h, const char *name,
+                                     size_t name_len);
+
+/* True when a comma-separated header value contains token (case-insensitive). */
+bool sl_value_has_token(const char *value, size_t len, const char *token);
+
+/* Case-insensitive compare of a header name against a lowercase literal. */
+bool sl_name_is(const struct sl_header *hd, const char *lower, size_t len);
+
+#endif

@@ -1,0 +1,229 @@
+/* sluice: command line, listening sockets, workers, signals. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "gen.h"
+#include "log.h"
+#include "worker.h"
+
+#define SL_VERSION "0.1.0"
+#define MAX_TOS 64
+
+static const char usage[] =
+    "usage: sluice -c FILE            run with a configuration file\n"
+    "       sluice -t -c FILE         check a configuration file and exit\n"
+    "       sluice --listen ADDR --to ADDR [--to ADDR ...] [--workers N]\n"
+    "                                 quick mode: one listener, one upstream\n"
+    "       sluice --version | --help\n"
+    "\n"
+    "ADDR is host:port, [v6]:port or :port. See docs/CONFIG.md.\n";
+
+struct options {
+    const char *config;
+    bool test;
+    const char *listen;
+    const char *tos[MAX_TOS];
+    size_t ntos;
+    int workers;
+};
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"listen", required_argument, NULL, 'l'},
+        {"to", required_argument, NULL, 'T'},
+        {"workers", required_argument, NULL, 'w'},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:thv", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o->config = optarg; break;
+        case 't': o->test = true; break;
+        case 'l': o->listen = optarg; break;
+        case 'T':
+            if (o->ntos == MAX_TOS) {
+                fprintf(stderr, "sluice: too many --to (at most %d)\n", MAX_TOS);
+                return -1;
+            }
+            o->tos[o->ntos++] = optarg;
+            break;
+        case 'w': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (strcmp(optarg, "auto") == 0)
+                n = 0;
+            else if (*end != '\0' || n < 1 || n > 256) {
+                fprintf(stderr, "sluice: --workers: expected 1..256 or auto, got '%s'\n", optarg);
+                return -1;
+            }
+            o->workers = (int)n;
+            break;
+        }
+        case 'v': printf("sluice %s\n", SL_VERSION); exit(0);
+        case 'h': fputs(usage, stdout); exit(0);
+        default: fputs(usage, stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sluice: unexpected argument '%s'\n%s", argv[optind], usage);
+        return -1;
+    }
+    if (o->config == NULL && (o->listen == NULL || o->ntos == 0)) {
+        fprintf(stderr, "sluice: give -c FILE, or --listen and --to\n%s", usage);
+        return -1;
+    }
+    if (o->config != NULL && (o->listen != NULL || o->ntos > 0)) {
+        fprintf(stderr, "sluice: -c cannot be combined with --listen/--to\n");
+        return -1;
+    }
+    return 0;
+}
+
+static struct sl_config *load(const struct options *o)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = o->config != NULL
+        ? sl_config_load(o->config, &errs)
+        : sl_config_quick(o->listen, o->tos, o->ntos, o->workers, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.msgs[i]);
+    sl_config_errors_fini(&errs);
+    return cfg;
+}
+
+static int open_listener(const struct sl_listen_conf *l)
+{
+    int fd = socket(l->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    /* Every worker binds its own socket to the same address; the kernel
+     * spreads connections across them, so accept needs no lock. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        bind(fd, (const struct sockaddr *)&l->addr.ss, l->addr.len) < 0 ||
+        listen(fd, l->backlog) < 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+static int start_workers(struct sl_worker *ws, int n, const struct sl_config *cfg)
+{
+    int fds[64];
+    if (cfg->nlisteners > 64) {
+        fprintf(stderr, "sluice: at most 64 listeners\n");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        for (size_t j = 0; j < cfg->nlisteners; j++) {
+            fds[j] = open_listener(&cfg->listeners[j]);
+            if (fds[j] < 0) {
+                fprintf(stderr, "sluice: listen %s: %s\n", cfg->listeners[j].addr.text,
+                        strerror(errno));
+                while (j-- > 0)
+                    close(fds[j]);
+                return -1;
+            }
+        }
+        if (sl_worker_init(&ws[i], i, fds, cfg->nlisteners) < 0)
+            return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (sl_worker_start(&ws[i]) < 0) {
+            fprintf(stderr, "sluice: cannot start worker %d\n", i);
+            return -1;
+        }
+    return 0;
+}
+
+/* Signals are taken synchronously by the main thread with sigwait, so no
+ * handler ever runs inside a worker's event loop. */
+static int wait_for_stop(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            return -1;
+        if (sig == SIGHUP) {
+            SL_WARN("sluice: SIGHUP: reloading is not available yet; keeping the running configuration");
+            continue;
+        }
+        SL_INFO("sluice: %s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        return 0;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {0};
+    if (parse_options(argc, argv, &o) < 0)
+        return 2;
+    struct sl_config *cfg = load(&o);
+    if (cfg == NULL)
+        return 1;
+    if (o.test) {
+        fprintf(stderr, "sluice: configuration %s is valid\n", o.config ? o.config : "(quick mode)");
+        sl_config_free(cfg);
+        return 0;
+    }
+    sl_log_set_level(cfg->log.level);
+    int nworkers = cfg->workers;
+    char err[256];
+    struct sl_gen *gen = sl_gen_new(cfg, err, sizeof err);
+    if (gen == NULL) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return 1;
+    }
+    sl_gen_publish(gen);
+
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    struct sl_worker *ws = calloc((size_t)nworkers, sizeof *ws);
+    if (ws == NULL)
+        return 1;
+    int rc = start_workers(ws, nworkers, gen->cfg);
+    if (rc == 0) {
+        for (size_t i = 0; i < gen->cfg->nlisteners; i++)
+            SL_INFO("sluice %s: listening on %s with %d worker%s", SL_VERSION,
+                    gen->cfg->listeners[i].addr.text, nworkers, nworkers == 1 ? "" : "s");
+        wait_for_stop();
+    }
+    for (int i = 0; i < nworkers; i++)
+        if (ws[i].base != NULL)
+            sl_worker_stop(&ws[i]);
+    for (int i = 0; i < nworkers; i++)
+        if (ws[i].base != NULL)
+            sl_worker_join(&ws[i]);
+    free(ws);
+    sl_gen_publish(NULL);
+    if (rc == 0)
+        SL_INFO("sluice: stopped");
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,207 @@
+#include "proxy_head.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "conn.h"
+#include "gen.h"
+#include "http1.h"
+#include "pool.h"
+#include "proxy.h"
+#include "request.h"
+#include "worker.h"
+
+#define MAX_CONN_TOKENS 16
+
+/* The names a Connection field lists besides its own options: those
+ * fields are hop-by-hop for this message (RFC 9110 §7.6.1). */
+struct conn_tokens {
+    const char *v[MAX_CONN_TOKENS];
+    size_t len[MAX_CONN_TOKENS];
+    size_t n;
+};
+
+static void collect_tokens(const struct sl_head *h, struct conn_tokens *t)
+{
+    t->n = 0;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct sl_header *hd = &h->headers[i];
+        if (!sl_name_is(hd, "connection", 10))
+            continue;
+        const char *v = hd->value;
+        size_t len = hd->value_len, j = 0;
+        while (j < len && t->n < MAX_CONN_TOKENS) {
+            while (j < len && (v[j] == ' ' || v[j] == '\t' || v[j] == ','))
+                j++;
+            size_t s = j;
+            while (j < len && v[j] != ',' && v[j] != ' ' && v[j] != '\t')
+                j++;
+            if (j > s) {
+                t->v[t->n] = v + s;
+                t->len[t->n++] = j - s;
+            }
+        }
+    }
+}
+
+static bool listed(const struct conn_tokens *t, const struct sl_header *hd)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->len[i] == hd->name_len && strncasecmp(t->v[i], hd->name, hd->name_len) == 0)
+            return !sl_name_is(hd, "host", 4);
+    return false;
+}
+
+static int add_field(struct sl_buf *out, const struct sl_header *hd)
+{
+    if (sl_buf_reserve(out, hd->name_len + hd->value_len + 4) < 0)
+        return -1;
+    char *p = out->data + out->end;
+    memcpy(p, hd->name, hd->name_len);
+    p += hd->name_len;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, hd->value, hd->value_len);
+    p += hd->value_len;
+    *p++ = '\r';
+    *p++ = '\n';
+    out->end = (size_t)(p - out->data);
+    return 0;
+}
+
+/* Joins the client's X-Forwarded-For values with its own address, so the
+ * origin sees the whole chain and the hop it can trust last. */
+static int add_xff(struct sl_buf *out, const struct sl_head *h, const char *peer)
+{
+    int rc = sl_buf_append_str(out, "X-Forwarded-For: ");
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct sl_header *hd = &h->headers[i];
+        if (sl_name_is(hd, "x-forwarded-for", 15) && hd->value_len > 0) {
+            rc |= sl_buf_append(out, hd->value, hd->value_len);
+            rc |= sl_buf_append(out, ", ", 2);
+        }
+    }
+    rc |= sl_buf_append_str(out, peer);
+    rc |= sl_buf_append(out, "\r\n", 2);
+    return rc;
+}
+
+static bool skip_request_field(const struct sl_header *hd, const struct sl_proxy_conf *pc)
+{
+    if (sl_is_hop_by_hop(hd))
+        return true;
+    switch (hd->name_len) {
+    case 4:
+        return sl_name_is(hd, "host", 4);
+    case 6:
+        return sl_name_is(hd, "expect", 6);
+    case 14:
+        return sl_name_is(hd, "content-length", 14);
+    case 15:
+        return pc->x_forwarded_for && sl_name_is(hd, "x-forwarded-for", 15);
+    case 16:
+        return pc->x_forwarded_host && sl_name_is(hd, "x-forwarded-host", 16);
+    case 17:
+        return pc->x_forwarded_proto && sl_name_is(hd, "x-forwarded-proto", 17);
+    default:
+        return false;
+    }
+}
+
+int sl_proxy_build_request_head(struct sl_conn *c, struct sl_upconn *u, struct sl_buf *out)
+{
+    const struct sl_req *r = &c->req;
+    const struct sl_head *h = r->head;
+    const struct sl_proxy_conf *pc = &c->w->gen->cfg->proxy;
+    struct conn_tokens tokens;
+    collect_tokens(h, &tokens);
+    int rc = sl_buf_append_str(out, llhttp_method_name((llhttp_method_t)h->method));
+    rc |= sl_buf_append(out, " ", 1);
+    rc |= sl_buf_append(out, r->path, r->path_len);
+    rc |= sl_buf_append_str(out, " HTTP/1.1\r\nHost: ");
+    if (pc->preserve_host && r->authority != NULL)
+        rc |= sl_buf_append(out, r->authority, r->authority_len);
+    else
+        rc |= sl_buf_append_str(out, u->backend_name);
+    rc |= sl_buf_append(out, "\r\n", 2);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct sl_header *hd = &h->headers[i];
+        if (skip_request_field(hd, pc) || (tokens.n > 0 && listed(&tokens, hd)))
+            continue;
+        rc |= add_field(out, hd);
+    }
+    if (pc->x_forwarded_for)
+        rc |= add_xff(out, h, c->peer);
+    if (pc->x_forwarded_proto)
+        rc |= sl_buf_append_str(out, "X-Forwarded-Proto: http\r\n");
+    if (pc->x_forwarded_host && r->authority != NULL) {
+        rc |= sl_buf_append_str(out, "X-Forwarded-Host: ");
+        rc |= sl_buf_append(out, r->authority, r->authority_len);
+        rc |= sl_buf_append(out, "\r\n", 2);
+    }
+    if (pc->via)
+        rc |= sl_buf_append_str(out, h->http_minor == 0 ? "Via: 1.0 sluice\r\n" : "Via: 1.1 sluice\r\n");
+    if (h->chunked)
+        rc |= sl_buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+    else if (h->has_length)
+        rc |= sl_buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
+    if (r->upgrade) {
+        const struct sl_header *up = sl_head_find(h, "upgrade", 7);
+        rc |= sl_buf_append_str(out, "Connection: upgrade\r\nUpgrade: ");
+        rc |= sl_buf_append(out, up->value, up->value_len);
+        rc |= sl_buf_append(out, "\r\n", 2);
+    }
+    rc |= sl_buf_append(out, "\r\n", 2);
+    return rc < 0 ? -1 : 0;
+}
+
+int sl_proxy_build_response_head(struct sl_conn *c, struct sl_upconn *u, bool interim)
+{
+    struct sl_req *r = &c->req;
+    const struct sl_head *h = &u->reader.head;
+    struct sl_buf *out = &c->out;
+    size_t before = sl_buf_len(out);
+    struct conn_tokens tokens;
+    collect_tokens(h, &tokens);
+    const char *reason = h->target_len ? h->target : sl_status_reason(h->status);
+    int rc = sl_buf_printf(out, "HTTP/1.1 %d %s\r\n", h->status, reason);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct sl_header *hd = &h->headers[i];
+        if (sl_is_hop_by_hop(hd) || sl_name_is(hd, "content-length", 14) ||
+            (tokens.n > 0 && listed(&tokens, hd)))
+            continue;
+        rc |= add_field(out, hd);
+    }
+    if (c->w->gen->cfg->proxy.via)
+        rc |= sl_buf_append_str(out, h->http_minor == 0 ? "Via: 1.0 sluice\r\n" : "Via: 1.1 sluice\r\n");
+    if (h->status == 101) {
+        const struct sl_header *up = sl_head_find(h, "upgrade", 7);
+        rc |= sl_buf_append_str(out, "Connection: upgrade\r\n");
+        if (up != NULL)
+            rc |= add_field(out, up);
+    } else if (!interim) {
+        switch (r->framing) {
+        case SL_FRAMING_NONE:
+            if (h->has_length)
+                rc |= sl_buf_printf(out, "Content-Length: %llu\r\n",
+                                    (unsigned long long)h->content_length);
+            break;
+        case SL_FRAMING_LENGTH:
+            rc |= sl_buf_printf(out, "Content-Length: %llu\r\n",
+                                (unsigned long long)h->content_length);
+            break;
+        case SL_FRAMING_CHUNKED:
+            rc |= sl_buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+            break;
+        case SL_FRAMING_CLOSE:
+            break;
+        }
+        if (!r->keep_alive)
+            rc |= sl_buf_append_str(out, "Connection: close\r\n");
+        else if (r->head->http_minor == 0)
+            rc |= sl_buf_append_str(out, "Connection: keep-alive\r\n");
+    }
+    rc |= sl_buf_append(out, "\r\n", 2);
+    r->bytes_sent += sl_buf_len(out) - before;
+    return rc < 0 ? -1 : 0;
+}

@@ -1,0 +1,236 @@
+#include "request.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+#include "gen.h"
+#include "proxy.h"
+#include "router.h"
+#include "worker.h"
+
+bool sl_is_hop_by_hop(const struct sl_header *hd)
+{
+    switch (hd->name_len) {
+    case 2:
+        return sl_name_is(hd, "te", 2);
+    case 7:
+        return sl_name_is(hd, "upgrade", 7) || sl_name_is(hd, "trailer", 7);
+    case 10:
+        return sl_name_is(hd, "connection", 10) || sl_name_is(hd, "keep-alive", 10);
+    case 16:
+        return sl_name_is(hd, "proxy-connection", 16);
+    case 17:
+        return sl_name_is(hd, "transfer-encoding", 17);
+    default:
+        return false;
+    }
+}
+
+bool sl_is_connection_listed(const struct sl_head *h, const struct sl_header *hd)
+{
+    char name[64];
+    if (hd->name_len >= sizeof name || sl_name_is(hd, "host", 4))
+        return false;
+    memcpy(name, hd->name, hd->name_len);
+    name[hd->name_len] = '\0';
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct sl_header *c = &h->headers[i];
+        if (sl_name_is(c, "connection", 10) && sl_value_has_token(c->value, c->value_len, name))
+            return true;
+    }
+    return false;
+}
+
+static void format_id(struct sl_conn *c)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v = ((uint64_t)(unsigned)c->w->id << 48) ^ ++c->w->next_request;
+    char *p = c->req.id;
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        p[i] = hex[v & 15];
+    p[16] = '\0';
+}
+
+/* Host names are matched lowercase and without the port; anything but the
+ * characters of a reg-name, an IP literal and a port is refused, so the
+ * name we route on is the name the origin sees. */
+static int parse_host(struct sl_conn *c, const char *v, size_t len)
+{
+    struct sl_req *r = &c->req;
+    char *host = sl_arena_alloc(&c->arena, len + 1);
+    if (host == NULL)
+        return -1;
+    size_t n = 0;
+    bool in_brackets = false, port = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = v[i];
+        if (ch == '[' && i == 0)
+            in_brackets = true;
+        else if (ch == ']' && in_brackets)
+            in_brackets = false;
+        else if (ch == ':' && !in_brackets) {
+            port = true;
+            continue;
+        }
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_' ||
+                  ch == '[' || ch == ']' || ch == ':';
+        if (!ok || (port && !(ch >= '0' && ch <= '9')))
+            return -1;
+        if (!port)
+            host[n++] = (char)(ch | ((ch >= 'A' && ch <= 'Z') ? 0x20 : 0));
+    }
+    if (in_brackets)
+        return -1;
+    host[n] = '\0';
+    r->host = host;
+    r->host_len = n;
+    return 0;
+}
+
+/* RFC 9112 §3.2: origin-form, absolute-form (its authority replaces Host)
+ * and asterisk-form for OPTIONS; authority-form only goes with CONNECT,
+ * which a reverse proxy refuses. */
+static int parse_target(struct sl_conn *c)
+{
+    struct sl_req *r = &c->req;
+    const struct sl_head *h = r->head;
+    const char *t = h->target;
+    size_t len = h->target_len;
+    if (len > 0 && t[0] == '/') {
+        r->path = t;
+        r->path_len = len;
+    } else if (len == 1 && t[0] == '*' && h->method == HTTP_OPTIONS) {
+        r->path = t;
+        r->path_len = 1;
+    } else if (len > 7 && strncasecmp(t, "http://", 7) == 0) {
+        const char *a = t + 7;
+        size_t alen = strcspn(a, "/?#");
+        if (alen == 0 || memchr(a, '@', alen) != NULL)
+            return -1;
+        r->authority = a;
+        r->authority_len = alen;
+        r->path = a[alen] == '\0' ? "/" : a + alen;
+        r->path_len = a[alen] == '\0' ? 1 : len - 7 - alen;
+        if (r->path[0] != '/')
+            return -1;
+        return parse_host(c, a, alen);
+    } else {
+        return -1;
+    }
+    const struct sl_header *host = sl_head_find(h, "host", 4);
+    if (host == NULL) {
+        r->host = "";
+        return 0;
+    }
+    r->authority = host->value;
+    r->authority_len = host->value_len;
+    return parse_host(c, host->value, host->value_len);
+}
+
+static bool is_idempotent(int method)
+{
+    switch (method) {
+    case HTTP_GET: case HTTP_HEAD: case HTTP_OPTIONS: case HTTP_TRACE:
+    case HTTP_PUT: case HTTP_DELETE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Returns an HTTP status to answer locally, or 0 to proxy. */
+static int check_request(struct sl_conn *c)
+{
+    struct sl_req *r = &c->req;
+    const struct sl_head *h = r->head;
+    const struct sl_config *cfg = c->w->gen->cfg;
+    if (h->method == HTTP_CONNECT)
+        return 405;
+    if (parse_target(c) < 0)
+        return 400;
+    const struct sl_header *expect = sl_head_find(h, "expect", 6);
+    if (expect != NULL) {
+        if (expect->value_len != 12 || strncasecmp(expect->value, "100-continue", 12) != 0)
+            return 417;
+        r->expect_continue = r->has_body && h->http_minor >= 1;
+    }
+    if (cfg->limits.max_body_size && h->has_length &&
+        h->content_length > cfg->limits.max_body_size)
+        return 413;
+    r->route = sl_router_match(c->w->gen->router, r->host, r->host_len, r->path, r->path_len);
+    if (r->route == NULL)
+        return 404;
+    r->upstream = sl_gen_route_upstream(c->w->gen, r->route);
+    return 0;
+}
+
+static int on_head(void *owner)
+{
+    struct sl_conn *c = owner;
+    struct sl_req *r = &c->req;
+    struct sl_head *h = &c->reader.head;
+    sl_worker_sync_gen(c->w);
+    c->state = SL_CONN_ACTIVE;
+    r->head = h;
+    r->start_us = sl_worker_now_us(c->w);
+    format_id(c);
+    r->is_head = h->method == HTTP_HEAD;
+    r->keep_alive = h->keep_alive;
+    r->has_body = h->chunked || (h->has_length && h->content_length > 0);
+    r->idempotent = is_idempotent(h->method);
+    r->upgrade = h->upgrade && h->method != HTTP_CONNECT && !r->has_body;
+    int status = check_request(c);
+    if (status != 0) {
+        sl_conn_reply(c, status, false);
+        return c->state == SL_CONN_ACTIVE || c->state == SL_CONN_IDLE ? 0 : -1;
+    }
+    sl_proxy_start(c);
+    return c->state == SL_CONN_ACTIVE ? 0 : -1;
+}
+
+static int on_body(void *owner, const char *p, size_t n)
+{
+    struct sl_conn *c = owner;
+    struct sl_req *r = &c->req;
+    if (c->state != SL_CONN_ACTIVE)
+        return -1;
+    r->body_bytes += n;
+    uint64_t max = c->w->gen->cfg->limits.max_body_size;
+    if (max != 0 && r->body_bytes > max) {
+        c->reader.error_status = 413;
+        c->reader.error_reason = "request body too large";
+        return -1;
+    }
+    if (r->local)
+        return 0;
+    sl_proxy_body(c, p, n);
+    return c->state == SL_CONN_ACTIVE ? 0 : -1;
+}
+
+static int on_done(void *owner)
+{
+    struct sl_conn *c = owner;
+    struct sl_req *r = &c->req;
+    if (c->state != SL_CONN_ACTIVE)
+        return -1;
+    r->body_done = true;
+    if (r->local) {
+        sl_conn_request_done(c);
+        return c->state == SL_CONN_IDLE ? 0 : -1;
+    }
+    uint64_t before = c->nrequests;
+    sl_proxy_body_done(c);
+    if (c->state == SL_CONN_CLOSED || c->state == SL_CONN_CLOSING)
+        return -1;
+    if (r->upgrade && c->nrequests == before)
+        return 0;   /* llhttp pauses for the upgrade itself */
+    return c->nrequests != before ? 0 : 1;
+}
+
+const struct sl_reader_ops sl_request_reader_ops = {
+    .on_head = on_head,
+    .on_body = on_body,
+    .on_done = on_done,
+};

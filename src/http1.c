@@ -97,12 +97,22 @@ static int on_field_complete(llhttp_t *p)
         return -1;
     h->value = (uint32_t)r->raw.end;
     r->last = 2;
+    r->value_spans = 0;
     return 0;
 }
 
 static int on_value(llhttp_t *p, const char *at, size_t n)
 {
     struct sl_reader *r = reader_of(p);
+    /* llhttp joins an obs-fold continuation line into the value it
+     * reports in two spans. Two spans of one value are legitimate only when
+     * the first ended with a read and the second starts the next one; any
+     * other split is a fold, which RFC 9112 §5.2 lets us reject. */
+    if (r->value_spans > 0 && !(r->span_end == r->span_feed_end && at == r->feed_start))
+        return fail(r, r->is_request ? 400 : 502, "obsolete line folding");
+    r->value_spans++;
+    r->span_end = at + n;
+    r->span_feed_end = r->feed_end;
     r->header_bytes += n;
     if (r->header_bytes > r->limits.max_header_size)
         return fail(r, r->is_request ? 431 : 502, "header fields too large");
@@ -321,6 +331,8 @@ static int error_status_for(const struct sl_reader *r)
 
 int sl_reader_feed(struct sl_reader *r, const char *p, size_t n, size_t *used)
 {
+    r->feed_start = p;
+    r->feed_end = p + n;
     llhttp_errno_t err = llhttp_execute(&r->parser, p, n);
     switch (err) {
     case HPE_OK:

@@ -70,6 +70,11 @@ struct sl_reader {
     size_t nh, hcap;
     size_t line_len, header_bytes;
     int last;                       /* which data callback ran last */
+    const char *feed_start;         /* the buffer of the current feed */
+    const char *feed_end;
+    const char *span_end;           /* where the last value span ended ... */
+    const char *span_feed_end;      /* ... and the end of its buffer */
+    int value_spans;                /* spans of the current value so far */
     bool in_head;
     bool in_msg;                    /* between message begin and complete */
     bool is_request;

@@ -35,18 +35,27 @@ int sl_buf_reserve(struct sl_buf *b, size_t n)
     return 0;
 }
 
-int sl_buf_append(struct sl_buf *b, const void *p, size_t n)
+int sl_buf_append_u64(struct sl_buf *b, uint64_t v)
 {
-    if (sl_buf_reserve(b, n) < 0)
-        return -1;
-    memcpy(b->data + b->end, p, n);
-    b->end += n;
-    return 0;
+    char tmp[20];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return sl_buf_append(b, tmp + i, sizeof tmp - i);
 }
 
-int sl_buf_append_str(struct sl_buf *b, const char *s)
+int sl_buf_append_hex(struct sl_buf *b, uint64_t v)
 {
-    return sl_buf_append(b, s, strlen(s));
+    static const char digits[] = "0123456789abcdef";
+    char tmp[16];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = digits[v & 15];
+        v >>= 4;
+    } while (v != 0);
+    return sl_buf_append(b, tmp + i, sizeof tmp - i);
 }
 
 int sl_buf_printf(struct sl_buf *b, const char *fmt, ...)

@@ -4,6 +4,8 @@
 #define SL_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 struct sl_buf {
@@ -30,11 +32,28 @@ static inline char *sl_buf_head(const struct sl_buf *b)
  * the front, then by growing. Returns 0, or -1 when out of memory. */
 int sl_buf_reserve(struct sl_buf *b, size_t n);
 
-/* Appends n bytes. Returns 0, or -1 when out of memory. */
-int sl_buf_append(struct sl_buf *b, const void *p, size_t n);
+/* Appends n bytes. Returns 0, or -1 when out of memory. The common case
+ * (room enough) is inline: appends sit on every request's path. */
+static inline int sl_buf_append(struct sl_buf *b, const void *p, size_t n)
+{
+    if (b->cap - b->end < n && sl_buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->end, p, n);
+    b->end += n;
+    return 0;
+}
+
+/* Appends v in decimal. Returns 0 or -1. */
+int sl_buf_append_u64(struct sl_buf *b, uint64_t v);
+
+/* Appends v in lowercase hexadecimal (a chunk size). Returns 0 or -1. */
+int sl_buf_append_hex(struct sl_buf *b, uint64_t v);
 
 /* Appends a NUL-terminated string. Returns 0 or -1. */
-int sl_buf_append_str(struct sl_buf *b, const char *s);
+static inline int sl_buf_append_str(struct sl_buf *b, const char *s)
+{
+    return sl_buf_append(b, s, strlen(s));
+}
 
 /* Appends formatted text. Returns 0 or -1. */
 int sl_buf_printf(struct sl_buf *b, const char *fmt, ...)

@@ -37,10 +37,23 @@ static const struct sl_timeouts_conf *timeouts(const struct sl_conn *c)
     return &c->w->gen->cfg->timeouts;
 }
 
+static void add_timer(struct event *ev, int64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    event_add(ev, &tv);
+}
+
+/* Deadlines move on every request; re-adding the timer each time would
+ * cost a heap update per move. The timer stays where it is when it fires
+ * no later than the new deadline, and on_timer re-arms for the rest. */
 static void arm_timer(struct sl_conn *c, int ms)
 {
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    event_add(&c->timer, &tv);
+    int64_t at = sl_worker_now_ms(c->w) + ms;
+    c->deadline_ms = at;
+    if (c->timer_at_ms != 0 && c->timer_at_ms <= at)
+        return;
+    add_timer(&c->timer, ms);
+    c->timer_at_ms = at;
 }
 
 struct sl_conn *sl_conn_new(struct sl_worker *w, int fd, const struct sockaddr *peer)
@@ -98,6 +111,7 @@ static void release(struct sl_conn *c)
     event_del(&c->rev);
     event_del(&c->wev);
     event_del(&c->timer);
+    c->timer_at_ms = 0;
     close(c->fd);
     c->fd = -1;
     struct sl_worker *w = c->w;
@@ -419,6 +433,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct sl_conn *c = arg;
+    int64_t now = sl_worker_now_ms(c->w);
+    c->timer_at_ms = 0;
+    if (now < c->deadline_ms) {
+        add_timer(&c->timer, c->deadline_ms - now);
+        c->timer_at_ms = c->deadline_ms;
+        return;
+    }
     switch (c->state) {
     case SL_CONN_IDLE:
         if (sl_reader_is_idle(&c->reader) && sl_buf_len(&c->in) == 0) {

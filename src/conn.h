@@ -78,6 +78,8 @@ struct sl_conn {
     int fd;
     enum sl_conn_state state;
     struct event rev, wev, timer;
+    int64_t deadline_ms;                /* when the timer's condition is due */
+    int64_t timer_at_ms;                /* when the pending timer fires; 0 if none */
     bool wev_pending;
     bool reading;                       /* rev added */
     bool in_feed;                       /* inside sl_reader_feed: do not re-enter */

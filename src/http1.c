@@ -137,7 +137,15 @@ static int on_value_complete(llhttp_t *p)
 
 bool sl_name_is(const struct sl_header *hd, const char *lower, size_t len)
 {
-    return hd->name_len == len && strncasecmp(hd->name, lower, len) == 0;
+    if (hd->name_len != len)
+        return false;
+    /* Field names are tokens, so OR-ing 0x20 folds letters and leaves the
+     * other token characters that could collide ('@'..'_' minus letters)
+     * out of every name we compare against. */
+    for (size_t i = 0; i < len; i++)
+        if ((hd->name[i] | 0x20) != lower[i])
+            return false;
+    return true;
 }
 
 const struct sl_header *sl_head_find(const struct sl_head *h, const char *name,
@@ -368,7 +376,9 @@ int sl_reader_finish(struct sl_reader *r)
 {
     if (!r->in_msg)
         return 0;
-    return llhttp_finish(&r->parser) == HPE_OK && !r->in_msg ? 0 : -1;
+    llhttp_errno_t err = llhttp_finish(&r->parser);
+    /* on_done may pause at the end of the message it just completed. */
+    return (err == HPE_OK || err == HPE_PAUSED) && !r->in_msg ? 0 : -1;
 }
 
 bool sl_reader_is_idle(const struct sl_reader *r)

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/event.h>
 
 struct sl_pool *sl_pool_get(struct sl_worker *w, const struct sockaddr *addr,
                             socklen_t len, const char *name)
@@ -61,9 +60,7 @@ void sl_pool_put(struct sl_pool *p, struct sl_upconn *u, int64_t now_ms)
     u->idle_since_ms = now_ms;
     TAILQ_INSERT_HEAD(&p->idle, u, link);
     p->nidle++;
-    struct timeval tv = {.tv_sec = p->idle_timeout_ms / 1000,
-                         .tv_usec = (p->idle_timeout_ms % 1000) * 1000};
-    event_add(&u->timer, &tv);
+    sl_upconn_set_deadline(u, p->idle_timeout_ms);
 }
 
 void sl_pool_remove(struct sl_pool *p, struct sl_upconn *u)

@@ -47,10 +47,26 @@ static const struct sl_upstream_conf *upconf(const struct sl_conn *c)
     return c->req.upstream->conf;
 }
 
+static void add_timer(struct event *ev, int64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    event_add(ev, &tv);
+}
+
+/* The same lazy deadline as on client connections (see conn.c). */
+void sl_upconn_set_deadline(struct sl_upconn *u, int ms)
+{
+    int64_t at = sl_worker_now_ms(u->w) + ms;
+    u->deadline_ms = at;
+    if (u->timer_at_ms != 0 && u->timer_at_ms <= at)
+        return;
+    add_timer(&u->timer, ms);
+    u->timer_at_ms = at;
+}
+
 static void up_arm_timer(struct sl_upconn *u, int ms)
 {
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    event_add(&u->timer, &tv);
+    sl_upconn_set_deadline(u, ms);
 }
 
 static struct sl_upconn *up_new(struct sl_worker *w, struct sl_pool *pool, int fd)
@@ -95,6 +111,7 @@ void sl_upconn_close(struct sl_upconn *u)
     event_del(&u->rev);
     event_del(&u->wev);
     event_del(&u->timer);
+    u->timer_at_ms = 0;
     close(u->fd);
     u->fd = -1;
     if (u->client != NULL && u->client->up == u)
@@ -296,7 +313,8 @@ int sl_proxy_body(struct sl_conn *c, const char *p, size_t n)
         return 0;   /* already answered; the rest of the body is dropped */
     int rc;
     if (c->req.head->chunked) {
-        rc = sl_buf_printf(&u->out, "%zx\r\n", n);
+        rc = sl_buf_append_hex(&u->out, n);
+        rc |= sl_buf_append(&u->out, "\r\n", 2);
         rc |= sl_buf_append(&u->out, p, n);
         rc |= sl_buf_append(&u->out, "\r\n", 2);
     } else {
@@ -594,6 +612,13 @@ static void up_on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct sl_upconn *u = arg;
+    int64_t now = sl_worker_now_ms(u->w);
+    u->timer_at_ms = 0;
+    if (now < u->deadline_ms) {
+        add_timer(&u->timer, u->deadline_ms - now);
+        u->timer_at_ms = u->deadline_ms;
+        return;
+    }
     switch (u->state) {
     case SL_UP_IDLE:
         sl_upconn_close(u);     /* idle past the pool's idle_timeout */

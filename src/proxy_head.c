@@ -69,6 +69,14 @@ static int add_field(struct sl_buf *out, const struct sl_header *hd)
     return 0;
 }
 
+static int add_length(struct sl_buf *out, uint64_t n)
+{
+    int rc = sl_buf_append(out, "Content-Length: ", 16);
+    rc |= sl_buf_append_u64(out, n);
+    rc |= sl_buf_append(out, "\r\n", 2);
+    return rc;
+}
+
 /* Joins the client's X-Forwarded-For values with its own address, so the
  * origin sees the whole chain and the hop it can trust last. */
 static int add_xff(struct sl_buf *out, const struct sl_head *h, const char *peer)
@@ -144,7 +152,7 @@ int sl_proxy_build_request_head(struct sl_conn *c, struct sl_upconn *u, struct s
     if (h->chunked)
         rc |= sl_buf_append_str(out, "Transfer-Encoding: chunked\r\n");
     else if (h->has_length)
-        rc |= sl_buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
+        rc |= add_length(out, h->content_length);
     if (r->upgrade) {
         const struct sl_header *up = sl_head_find(h, "upgrade", 7);
         rc |= sl_buf_append_str(out, "Connection: upgrade\r\nUpgrade: ");
@@ -164,7 +172,11 @@ int sl_proxy_build_response_head(struct sl_conn *c, struct sl_upconn *u, bool in
     struct conn_tokens tokens;
     collect_tokens(h, &tokens);
     const char *reason = h->target_len ? h->target : sl_status_reason(h->status);
-    int rc = sl_buf_printf(out, "HTTP/1.1 %d %s\r\n", h->status, reason);
+    int rc = sl_buf_append(out, "HTTP/1.1 ", 9);
+    rc |= sl_buf_append_u64(out, (uint64_t)h->status);
+    rc |= sl_buf_append(out, " ", 1);
+    rc |= sl_buf_append_str(out, reason);
+    rc |= sl_buf_append(out, "\r\n", 2);
     for (size_t i = 0; i < h->nheaders; i++) {
         const struct sl_header *hd = &h->headers[i];
         if (sl_is_hop_by_hop(hd) || sl_name_is(hd, "content-length", 14) ||
@@ -183,12 +195,10 @@ int sl_proxy_build_response_head(struct sl_conn *c, struct sl_upconn *u, bool in
         switch (r->framing) {
         case SL_FRAMING_NONE:
             if (h->has_length)
-                rc |= sl_buf_printf(out, "Content-Length: %llu\r\n",
-                                    (unsigned long long)h->content_length);
+                rc |= add_length(out, h->content_length);
             break;
         case SL_FRAMING_LENGTH:
-            rc |= sl_buf_printf(out, "Content-Length: %llu\r\n",
-                                (unsigned long long)h->content_length);
+            rc |= add_length(out, h->content_length);
             break;
         case SL_FRAMING_CHUNKED:
             rc |= sl_buf_append_str(out, "Transfer-Encoding: chunked\r\n");

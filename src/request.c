@@ -52,6 +52,23 @@ static void format_id(struct sl_conn *c)
     p[16] = '\0';
 }
 
+/* Lowercase of each byte allowed in a Host value (reg-name, IP literal
+ * and port characters), 0 for the rest. */
+static const char host_chars[256] = {
+    ['-'] = '-', ['.'] = '.', ['_'] = '_', [':'] = ':', ['['] = '[', [']'] = ']',
+    ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3', ['4'] = '4',
+    ['5'] = '5', ['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9',
+#define SL_LETTER(l, u) [l] = l, [u] = l
+    SL_LETTER('a', 'A'), SL_LETTER('b', 'B'), SL_LETTER('c', 'C'), SL_LETTER('d', 'D'),
+    SL_LETTER('e', 'E'), SL_LETTER('f', 'F'), SL_LETTER('g', 'G'), SL_LETTER('h', 'H'),
+    SL_LETTER('i', 'I'), SL_LETTER('j', 'J'), SL_LETTER('k', 'K'), SL_LETTER('l', 'L'),
+    SL_LETTER('m', 'M'), SL_LETTER('n', 'N'), SL_LETTER('o', 'O'), SL_LETTER('p', 'P'),
+    SL_LETTER('q', 'Q'), SL_LETTER('r', 'R'), SL_LETTER('s', 'S'), SL_LETTER('t', 'T'),
+    SL_LETTER('u', 'U'), SL_LETTER('v', 'V'), SL_LETTER('w', 'W'), SL_LETTER('x', 'X'),
+    SL_LETTER('y', 'Y'), SL_LETTER('z', 'Z'),
+#undef SL_LETTER
+};
+
 /* Host names are matched lowercase and without the port; anything but the
  * characters of a reg-name, an IP literal and a port is refused, so the
  * name we route on is the name the origin sees. */
@@ -73,13 +90,11 @@ static int parse_host(struct sl_conn *c, const char *v, size_t len)
             port = true;
             continue;
         }
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_' ||
-                  ch == '[' || ch == ']' || ch == ':';
-        if (!ok || (port && !(ch >= '0' && ch <= '9')))
+        char lower = host_chars[(unsigned char)ch];
+        if (lower == 0 || (port && !(ch >= '0' && ch <= '9')))
             return -1;
         if (!port)
-            host[n++] = (char)(ch | ((ch >= 'A' && ch <= 'Z') ? 0x20 : 0));
+            host[n++] = lower;
     }
     if (in_brackets)
         return -1;

@@ -1,6 +1,5 @@
 /* The origin's response as the upstream reader reports it: interim
  * responses, the framing towards the client, the body and the end. */
-#include <string.h>
 
 #include "conn.h"
 #include "proxy.h"
@@ -63,12 +62,12 @@ static int on_body(void *owner, const char *p, size_t n)
     struct sl_req *r = &c->req;
     int rc = 0;
     if (r->framing == SL_FRAMING_CHUNKED) {
-        char size[24];
-        int len = snprintf(size, sizeof size, "%zx\r\n", n);
-        rc |= sl_buf_append(&c->out, size, (size_t)len);
+        size_t before = sl_buf_len(&c->out);
+        rc |= sl_buf_append_hex(&c->out, n);
+        rc |= sl_buf_append(&c->out, "\r\n", 2);
         rc |= sl_buf_append(&c->out, p, n);
         rc |= sl_buf_append(&c->out, "\r\n", 2);
-        r->bytes_sent += (uint64_t)len + 2;
+        r->bytes_sent += sl_buf_len(&c->out) - before - n;
     } else {
         rc = sl_buf_append(&c->out, p, n);
     }

@@ -55,6 +55,7 @@ struct sl_req {
     const char *backend_name;           /* its address text, for the log */
     uint8_t *tried;                     /* bitmap of backends tried (arena) */
     int attempts;
+    int fail_status;                    /* answer if no backend is left (502/504) */
     bool stale_retried;
     bool keep_alive;                    /* client allows another request after this one */
     bool is_head;

@@ -256,7 +256,9 @@ static int attempt(struct sl_conn *c, struct sl_buf *carry)
         if (i < 0) {
             if (carry != NULL)
                 sl_buf_fini(carry);
-            sl_conn_reply(c, 502, false);
+            /* Every backend failed: answer as the last failure deserves
+             * (504 when it timed out). */
+            sl_conn_reply(c, r->fail_status ? r->fail_status : 502, false);
             return -1;
         }
         r->tried[i / 8] |= (uint8_t)(1u << (i % 8));
@@ -405,6 +407,7 @@ static void up_fail(struct sl_upconn *u, enum fail_kind kind, int err)
             sl_upconn_close(fresh);
         kind = FAIL_CONNECT;
     }
+    r->fail_status = status_for(kind);
     if (can_carry && (kind == FAIL_CONNECT || kind == FAIL_CONNECT_TIMEOUT)) {
         /* Nothing reached the origin: the next backend may take it. */
         attempt(c, &carry);

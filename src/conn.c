@@ -161,6 +161,7 @@ int sl_conn_flush(struct sl_conn *c)
         ssize_t n = write(c->fd, sl_buf_head(&c->out), sl_buf_len(&c->out));
         if (n > 0) {
             sl_buf_consume(&c->out, (size_t)n);
+            c->bytes_written += (uint64_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR)

@@ -72,6 +72,8 @@ struct sl_req {
     bool resp_done;
     enum sl_framing framing;
     uint64_t bytes_sent;                /* bytes queued to the client for this request */
+    size_t resp_mark_len;               /* client output length before the response head ... */
+    uint64_t resp_mark_written;         /* ... and conn->bytes_written at that moment */
 };
 
 struct sl_conn {
@@ -95,6 +97,7 @@ struct sl_conn {
     struct sl_upconn *up;               /* serving the current request, or NULL */
     char peer[64];                      /* client address text */
     uint64_t nrequests;
+    uint64_t bytes_written;             /* to the socket, over the connection's life */
     TAILQ_ENTRY(sl_conn) link;
 };
 

@@ -61,9 +61,22 @@ static int on_target_complete(llhttp_t *p)
     return append_raw(r, "", 1);
 }
 
+/* The two bytes before at in the stream, which may straddle the previous
+ * feed. */
+static bool preceded_by_crlf(const struct sl_reader *r, const char *at)
+{
+    char b1 = at - 1 >= r->feed_start ? at[-1] : r->tail[1];
+    char b2 = at - 2 >= r->feed_start ? at[-2] : (at - 1 >= r->feed_start ? r->tail[1] : r->tail[0]);
+    return b2 == '\r' && b1 == '\n';
+}
+
 static int on_field(llhttp_t *p, const char *at, size_t n)
 {
     struct sl_reader *r = reader_of(p);
+    /* Strict llhttp refuses a bare LF after a field line but not after the
+     * start line (RFC 9112 §2.2 lets a recipient refuse both). */
+    if (r->nh == 0 && r->last != 1 && !preceded_by_crlf(r, at))
+        return fail(r, r->is_request ? 400 : 502, "bare LF line ending");
     if (r->last != 1) {
         if (r->nh >= r->limits.max_headers)
             return fail(r, r->is_request ? 431 : 502, "too many header fields");
@@ -194,6 +207,8 @@ static int check_request_head(struct sl_reader *r)
             te = hd;
         }
     }
+    if (h->http_major != 1)
+        return fail(r, h->http_major == 0 ? 400 : 505, "unsupported HTTP version");
     if (hosts > 1)
         return fail(r, 400, "more than one Host header");
     if (hosts == 0 && h->http_minor >= 1)
@@ -337,10 +352,25 @@ static int error_status_for(const struct sl_reader *r)
     return r->is_request ? 400 : 502;
 }
 
+static int feed(struct sl_reader *r, const char *p, size_t n, size_t *used);
+
 int sl_reader_feed(struct sl_reader *r, const char *p, size_t n, size_t *used)
 {
     r->feed_start = p;
     r->feed_end = p + n;
+    int rc = feed(r, p, n, used);
+    if (n >= 2) {
+        r->tail[0] = p[n - 2];
+        r->tail[1] = p[n - 1];
+    } else if (n == 1) {
+        r->tail[0] = r->tail[1];
+        r->tail[1] = p[0];
+    }
+    return rc;
+}
+
+static int feed(struct sl_reader *r, const char *p, size_t n, size_t *used)
+{
     llhttp_errno_t err = llhttp_execute(&r->parser, p, n);
     switch (err) {
     case HPE_OK:

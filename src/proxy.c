@@ -419,6 +419,13 @@ static void up_fail(struct sl_upconn *u, enum fail_kind kind, int err)
             : kind == FAIL_PROTOCOL ? "malformed response"
             : kind == FAIL_TRUNCATED ? "closed mid-response"
             : strerror(err ? err : ECONNRESET));
+    if (r->resp_started && r->status != 101 && c->bytes_written == r->resp_mark_written) {
+        /* Nothing of this response reached the socket yet (the head and
+         * the bad bytes came in one read): take it back and say 502. */
+        c->out.end = c->out.start + r->resp_mark_len;
+        r->resp_started = false;
+        r->bytes_sent = 0;
+    }
     if (r->resp_started) {
         /* Part of the response is out: closing is the only honest way to
          * tell the client it is incomplete. */

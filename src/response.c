@@ -50,6 +50,8 @@ static int on_head(void *owner)
     if (r->framing == SL_FRAMING_CLOSE)
         r->keep_alive = false;
     r->resp_started = true;
+    r->resp_mark_len = sl_buf_len(&c->out);
+    r->resp_mark_written = c->bytes_written;
     if (sl_proxy_build_response_head(c, u, false) < 0)
         return -1;
     return r->is_head ? 1 : 0;

@@ -55,11 +55,57 @@ struct sl_upstream_conf {
     int line;
 };
 
+/* A plugin's own configuration as written in YAML: a generic tree that the
+ * plugin's schema validates (Lua and native plugins alike). Positions are
+ * 1-based, for "file:line:col" messages. */
+enum sl_value_kind {
+    SL_VALUE_NULL,
+    SL_VALUE_BOOL,
+    SL_VALUE_INT,
+    SL_VALUE_NUMBER,
+    SL_VALUE_STRING,
+    SL_VALUE_LIST,
+    SL_VALUE_MAP,
+};
+
+struct sl_value {
+    enum sl_value_kind kind;
+    int line, col;
+    bool b;                         /* SL_VALUE_BOOL */
+    int64_t i;                      /* SL_VALUE_INT */
+    double d;                       /* SL_VALUE_NUMBER */
+    char *s;                        /* owned; SL_VALUE_STRING */
+    size_t len;                     /* string length */
+    struct sl_value *items;         /* owned array; SL_VALUE_LIST values, SL_VALUE_MAP values */
+    char **keys;                    /* owned array; SL_VALUE_MAP keys, parallel to items */
+    size_t n;
+};
+
+enum sl_on_error {
+    SL_ON_ERROR_FAIL = 0,           /* the request gets 500 (default) */
+    SL_ON_ERROR_CONTINUE = 1,       /* the plugin is skipped for this request */
+};
+
+/* One plugin instance as configured, globally or on a route. */
+struct sl_plugin_conf {
+    char *name;                     /* owned: module name, e.g. "key-auth" */
+    bool enabled;                   /* default true; false on a route disables a global plugin there */
+    bool has_priority;              /* priority given in YAML (overrides the plugin's own) */
+    int priority;
+    enum sl_on_error on_error;      /* default fail */
+    int timeout_ms;                 /* per hook call, default 50 (Lua only) */
+    int memory_limit_mb;            /* per plugin per worker, default 64 (Lua only) */
+    struct sl_value config;         /* owned; SL_VALUE_MAP, empty map when absent */
+    int line, col;
+};
+
 struct sl_route_conf {
     char *host;                     /* owned; NULL = any host; "*.example.com" = wildcard suffix */
     char *path;                     /* owned; path prefix, default "/" */
     char *upstream_name;            /* owned */
     struct sl_upstream_conf *upstream;  /* borrowed: points into cfg->upstreams */
+    struct sl_plugin_conf *plugins; /* owned: per-route plugins and overrides of global ones */
+    size_t nplugins;
     int line;
 };
 
@@ -68,6 +114,8 @@ struct sl_limits_conf {
     size_t max_header_size;         /* all header bytes -> 431; default 32768 */
     size_t max_headers;             /* header count -> 431; default 100 */
     uint64_t max_body_size;         /* request body -> 413; default 1 GiB (1073741824); 0 = unlimited */
+    size_t max_body_buffer;         /* body buffered for a plugin's body phase; over it 413 (requests)
+                                       or 502 (responses); default 1m */
 };
 
 struct sl_timeouts_conf {
@@ -105,6 +153,11 @@ struct sl_config {
     struct sl_timeouts_conf timeouts;
     struct sl_proxy_conf proxy;
     struct sl_log_conf log;
+    char **plugin_paths;            /* owned: directories plugins load from, relative to the
+                                       config file's directory; default plugins-lua, plugins-native */
+    size_t nplugin_paths;
+    struct sl_plugin_conf *plugins; /* owned: global plugin instances, in file order */
+    size_t nplugins;
 };
 
 /* Error list filled by the loader: each entry is one complete message,

@@ -4,6 +4,7 @@
  * mechanics and message collection are in config_yaml.c, the value syntax
  * (durations, sizes, addresses) in config_values.c. */
 #include "config.h"
+#include "config_plugins.h"
 #include "config_values.h"
 #include "config_yaml.h"
 
@@ -16,7 +17,6 @@
 #define GIB             (1024LL * 1024 * 1024)
 #define DURATION_MAX    (24LL * 3600 * 1000)
 #define WORKERS_MAX     256
-#define NAME_MAX_LEN    64
 #define HOST_MAX_LEN    253
 #define DEFAULT_BACKLOG 511
 
@@ -29,26 +29,6 @@ struct loader {
 static struct loader *loader_of(struct sl_yaml *y)
 {
     return y->user;
-}
-
-/* Loading runs at boot or on reload, before anything depends on its result;
- * there is nothing sensible to fall back to without memory. */
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-
-    if (p == NULL) {
-        fputs("sluice: out of memory while loading the configuration\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-
-    return memcpy(xcalloc(1, n), s, n);
 }
 
 /* Section absent or written as an empty list or mapping: worth its own
@@ -125,7 +105,7 @@ static void load_access_log(struct sl_yaml *y, yaml_node_t *val, const char *pat
         return;
     }
     free(log->access_log);
-    log->access_log = strcmp(s, "off") == 0 ? NULL : xstrdup(s);
+    log->access_log = strcmp(s, "off") == 0 ? NULL : sl_config_xstrdup(s);
 }
 
 /* --- listeners and backends ------------------------------------------------- */
@@ -198,7 +178,7 @@ static void load_listen(struct sl_yaml *y, yaml_node_t *seq, const char *path, v
     loader_of(y)->listen = seq;
     if (!sl_yaml_is_type(y, seq, YAML_SEQUENCE_NODE, path, "a list") || sl_yaml_count(seq) == 0)
         return;
-    cfg->listeners = xcalloc(sl_yaml_count(seq), sizeof *cfg->listeners);
+    cfg->listeners = sl_config_xcalloc(sl_yaml_count(seq), sizeof *cfg->listeners);
     for (size_t i = 0; i < sl_yaml_count(seq); i++) {
         yaml_node_t *item = sl_yaml_item(y, seq, i);
         struct sl_listen_conf *l = &cfg->listeners[cfg->nlisteners++];
@@ -225,7 +205,7 @@ static void load_backends(struct sl_yaml *y, yaml_node_t *seq, const char *path,
 
     if (!sl_yaml_is_type(y, seq, YAML_SEQUENCE_NODE, path, "a list") || sl_yaml_count(seq) == 0)
         return;
-    u->backends = xcalloc(sl_yaml_count(seq), sizeof *u->backends);
+    u->backends = sl_config_xcalloc(sl_yaml_count(seq), sizeof *u->backends);
     for (size_t i = 0; i < sl_yaml_count(seq); i++) {
         yaml_node_t *item = sl_yaml_item(y, seq, i);
         struct sl_backend_conf *b = &u->backends[u->nbackends++];
@@ -255,7 +235,7 @@ static void load_balance(struct sl_yaml *y, yaml_node_t *val, const char *path, 
 
     if (sl_yaml_pick(y, val, path, names, SL_YAML_COUNTOF(names), &i)) {
         free(u->balance);
-        u->balance = xstrdup(names[i]);
+        u->balance = sl_config_xstrdup(names[i]);
     }
 }
 
@@ -284,28 +264,14 @@ static const struct sl_yaml_field upstream_fields[] = {
 
 static void init_upstream(struct sl_upstream_conf *u, const char *name)
 {
-    u->name = xstrdup(name);
-    u->balance = xstrdup("round_robin");
+    u->name = sl_config_xstrdup(name);
+    u->balance = sl_config_xstrdup("round_robin");
     u->keepalive_max_idle = 32;
     u->keepalive_idle_timeout_ms = 60000;
     u->connect_timeout_ms = 5000;
     u->send_timeout_ms = 60000;
     u->response_timeout_ms = 60000;
     u->fail_cooldown_ms = 10000;
-}
-
-/* Names end up in key paths, logs and metric labels, hence the short
- * alphabet; no '.', so that "upstreams.NAME.key" stays unambiguous. */
-static bool is_valid_name(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > NAME_MAX_LEN)
-        return false;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
-            return false;
-    return true;
 }
 
 static void load_upstream(struct sl_yaml *y, yaml_node_t *key, yaml_node_t *val,
@@ -330,15 +296,15 @@ static void load_upstreams(struct sl_yaml *y, yaml_node_t *map, const char *path
     loader_of(y)->upstreams = map;
     if (!sl_yaml_is_type(y, map, YAML_MAPPING_NODE, path, "a mapping") || sl_yaml_count(map) == 0)
         return;
-    cfg->upstreams = xcalloc(sl_yaml_count(map), sizeof *cfg->upstreams);
+    cfg->upstreams = sl_config_xcalloc(sl_yaml_count(map), sizeof *cfg->upstreams);
     for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
         yaml_node_t *key = yaml_document_get_node(&y->doc, p->key);
 
         if (!sl_yaml_is_good_key(y, map, p, path))
             continue;
-        if (!is_valid_name((const char *)key->data.scalar.value)) {
+        if (!sl_config_is_valid_name((const char *)key->data.scalar.value)) {
             sl_yaml_error(y, key, "%s: invalid upstream name %s: use 1 to %d letters, digits, '-' or '_'",
-                          path, sl_yaml_describe(key, buf, sizeof buf), NAME_MAX_LEN);
+                          path, sl_yaml_describe(key, buf, sizeof buf), SL_CONFIG_NAME_MAX);
             continue;
         }
         load_upstream(y, key, yaml_document_get_node(&y->doc, p->value),
@@ -384,7 +350,7 @@ static void route_host(struct sl_yaml *y, yaml_node_t *val, const char *path, vo
                       path, sl_yaml_describe(val, buf, sizeof buf));
         return;
     }
-    r->host = xstrdup(s);
+    r->host = sl_config_xstrdup(s);
     for (char *c = r->host; *c; c++)
         *c = (char)tolower((unsigned char)*c);
 }
@@ -412,7 +378,7 @@ static void route_path(struct sl_yaml *y, yaml_node_t *val, const char *path, vo
             return;
         }
     }
-    r->path = xstrdup(s);
+    r->path = sl_config_xstrdup(s);
 }
 
 static void route_upstream(struct sl_yaml *y, yaml_node_t *val, const char *path, void *base)
@@ -424,7 +390,7 @@ static void route_upstream(struct sl_yaml *y, yaml_node_t *val, const char *path
 
     if (s == NULL)
         return;
-    r->upstream_name = xstrdup(s);
+    r->upstream_name = sl_config_xstrdup(s);
     for (size_t i = 0; i < cfg->nupstreams && r->upstream == NULL; i++)
         if (strcmp(cfg->upstreams[i].name, s) == 0)
             r->upstream = &cfg->upstreams[i];
@@ -432,18 +398,26 @@ static void route_upstream(struct sl_yaml *y, yaml_node_t *val, const char *path
         sl_yaml_error(y, val, "%s: unknown upstream %s", path, sl_yaml_describe(val, buf, sizeof buf));
 }
 
+static void route_plugins(struct sl_yaml *y, yaml_node_t *val, const char *path, void *base)
+{
+    struct sl_route_conf *r = base;
+
+    sl_config_plugins_load(y, val, path, &r->plugins, &r->nplugins);
+}
+
 static const struct sl_yaml_field route_fields[] = {
     SL_YAML_FUNC("host", route_host),
     SL_YAML_FUNC("path", route_path),
     SL_YAML_FUNC("upstream", route_upstream),
+    SL_YAML_FUNC("plugins", route_plugins),
 };
 
 static void add_catch_all(struct sl_config *cfg)
 {
-    cfg->routes = xcalloc(1, sizeof *cfg->routes);
+    cfg->routes = sl_config_xcalloc(1, sizeof *cfg->routes);
     cfg->nroutes = 1;
-    cfg->routes[0].path = xstrdup("/");
-    cfg->routes[0].upstream_name = xstrdup(cfg->upstreams[0].name);
+    cfg->routes[0].path = sl_config_xstrdup("/");
+    cfg->routes[0].upstream_name = sl_config_xstrdup(cfg->upstreams[0].name);
     cfg->routes[0].upstream = &cfg->upstreams[0];
 }
 
@@ -479,7 +453,7 @@ static void load_route(struct loader *ld, yaml_node_t *item, size_t i)
     if (sl_yaml_get(&ld->y, item, "upstream") == NULL)
         sl_yaml_error(&ld->y, item, "%s: missing required key 'upstream'", path);
     if (sl_yaml_get(&ld->y, item, "path") == NULL)
-        r->path = xstrdup("/");
+        r->path = sl_config_xstrdup("/");
     if (ld->y.npend == before)
         check_duplicate_route(ld, item, path, i);
 }
@@ -505,7 +479,7 @@ static void load_routes(struct loader *ld)
         sl_yaml_error(&ld->y, seq, "routes: no routes defined");
         return;
     }
-    cfg->routes = xcalloc(sl_yaml_count(seq), sizeof *cfg->routes);
+    cfg->routes = sl_config_xcalloc(sl_yaml_count(seq), sizeof *cfg->routes);
     for (; cfg->nroutes < sl_yaml_count(seq); cfg->nroutes++)
         load_route(ld, sl_yaml_item(&ld->y, seq, cfg->nroutes), cfg->nroutes);
 }
@@ -519,11 +493,19 @@ static void stash_routes(struct sl_yaml *y, yaml_node_t *val, const char *path, 
     loader_of(y)->routes = val;
 }
 
+static void load_plugins(struct sl_yaml *y, yaml_node_t *val, const char *path, void *base)
+{
+    struct sl_config *cfg = base;
+
+    sl_config_plugins_load(y, val, path, &cfg->plugins, &cfg->nplugins);
+}
+
 static const struct sl_yaml_field limits_fields[] = {
     SL_YAML_NUM("max_request_line", SL_YAML_SIZE, struct sl_limits_conf, max_request_line, 1, GIB),
     SL_YAML_NUM("max_header_size", SL_YAML_SIZE, struct sl_limits_conf, max_header_size, 1, GIB),
     SL_YAML_NUM("max_headers", SL_YAML_COUNT, struct sl_limits_conf, max_headers, 1, 10000),
     SL_YAML_NUM("max_body_size", SL_YAML_U64, struct sl_limits_conf, max_body_size, 0, 1024 * GIB),
+    SL_YAML_NUM("max_body_buffer", SL_YAML_SIZE, struct sl_limits_conf, max_body_buffer, 1, GIB),
 };
 
 static const struct sl_yaml_field timeouts_fields[] = {
@@ -557,16 +539,18 @@ static const struct sl_yaml_field top_fields[] = {
     SL_YAML_SUB("timeouts", offsetof(struct sl_config, timeouts), timeouts_fields),
     SL_YAML_SUB("proxy", offsetof(struct sl_config, proxy), proxy_fields),
     SL_YAML_SUB("log", offsetof(struct sl_config, log), log_fields),
+    SL_YAML_FUNC("plugin_paths", sl_config_plugin_paths_load),
+    SL_YAML_FUNC("plugins", load_plugins),
 };
 
 static struct sl_config *new_config(void)
 {
-    struct sl_config *cfg = xcalloc(1, sizeof *cfg);
+    struct sl_config *cfg = sl_config_xcalloc(1, sizeof *cfg);
 
     cfg->workers = ncpu();
     cfg->limits = (struct sl_limits_conf){
         .max_request_line = 8192, .max_header_size = 32768,
-        .max_headers = 100, .max_body_size = 1073741824,
+        .max_headers = 100, .max_body_size = 1073741824, .max_body_buffer = 1024 * 1024,
     };
     cfg->timeouts = (struct sl_timeouts_conf){
         .client_header_ms = 10000, .client_body_ms = 60000, .keepalive_ms = 60000,
@@ -579,6 +563,7 @@ static struct sl_config *new_config(void)
     cfg->log = (struct sl_log_conf){
         .level = SL_LOG_INFO, .access_log = NULL, .access_log_format = SL_ACCESS_LOG_TEXT,
     };
+    sl_config_plugins_init(cfg);
     return cfg;
 }
 
@@ -609,7 +594,7 @@ struct sl_config *sl_config_load(const char *path, struct sl_config_errors *errs
         return NULL;
     }
     ld.cfg = new_config();
-    ld.cfg->path = xstrdup(path);
+    ld.cfg->path = sl_config_xstrdup(path);
     load_document(&ld);
     if (sl_yaml_close(&ld.y, errs) > 0) {
         sl_config_free(ld.cfg);
@@ -628,7 +613,7 @@ static bool quick_backends(struct sl_upstream_conf *u, const char *const *tos, s
         sl_config_errors_add(errs, "--to: at least one backend is required");
         return false;
     }
-    u->backends = xcalloc(ntos, sizeof *u->backends);
+    u->backends = sl_config_xcalloc(ntos, sizeof *u->backends);
     for (; u->nbackends < ntos; u->nbackends++) {
         struct sl_backend_conf *b = &u->backends[u->nbackends];
 
@@ -651,7 +636,7 @@ struct sl_config *sl_config_quick(const char *listen, const char *const *tos,
 
     if (workers > 0)
         cfg->workers = workers;
-    cfg->listeners = xcalloc(1, sizeof *cfg->listeners);
+    cfg->listeners = sl_config_xcalloc(1, sizeof *cfg->listeners);
     cfg->nlisteners = 1;
     cfg->listeners[0].backlog = DEFAULT_BACKLOG;
     if (listen == NULL) {
@@ -661,7 +646,7 @@ struct sl_config *sl_config_quick(const char *listen, const char *const *tos,
         sl_config_errors_add(errs, "--listen: invalid address '%s': %s", listen, reason);
         ok = false;
     }
-    cfg->upstreams = xcalloc(1, sizeof *cfg->upstreams);
+    cfg->upstreams = sl_config_xcalloc(1, sizeof *cfg->upstreams);
     cfg->nupstreams = 1;
     init_upstream(&cfg->upstreams[0], "default");
     if (!quick_backends(&cfg->upstreams[0], tos, ntos, errs))
@@ -678,6 +663,7 @@ void sl_config_free(struct sl_config *cfg)
 {
     if (cfg == NULL)
         return;
+    sl_config_plugins_fini(cfg);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         free(cfg->listeners[i].addr.text);
     for (size_t i = 0; i < cfg->nupstreams; i++) {

@@ -54,6 +54,20 @@ static long long scale(long long v, long long unit)
     return v * unit;
 }
 
+/* Names end up in key paths, logs and metric labels, hence the short
+ * alphabet; no '.', so that "upstreams.NAME.key" stays unambiguous. */
+bool sl_config_is_valid_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > SL_CONFIG_NAME_MAX)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+            return false;
+    return true;
+}
+
 int sl_config_parse_int(const char *s, long long *out)
 {
     const char *end;

@@ -1,11 +1,18 @@
-/* Scalar value syntax of the configuration: integers, durations, sizes and
- * booleans as written in sluice.yaml, and their display for error messages.
+/* Scalar value syntax of the configuration: names, integers, durations,
+ * sizes and booleans as written in sluice.yaml, and their display for error
+ * messages.
  * Used by config.c and config_yaml.c; addresses are in config.h. */
 #ifndef SL_CONFIG_VALUES_H
 #define SL_CONFIG_VALUES_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#define SL_CONFIG_NAME_MAX 64
+
+/* Returns whether s is a valid upstream or plugin name: 1 to
+ * SL_CONFIG_NAME_MAX letters, digits, '-' or '_'. */
+bool sl_config_is_valid_name(const char *s);
 
 /* Parses a decimal integer with an optional sign into out. A value beyond
  * the range of long long saturates, so the caller's range check refuses it.

@@ -52,6 +52,22 @@ void sl_config_errors_add(struct sl_config_errors *errs, const char *fmt, ...)
     errs->msgs = msgs;
 }
 
+void *sl_config_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+
+    if (p == NULL)
+        oom();
+    return p;
+}
+
+char *sl_config_xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+
+    return memcpy(sl_config_xcalloc(1, n), s, n);
+}
+
 static void add_error(struct sl_yaml *y, yaml_mark_t mark, const char *fmt, va_list ap)
 {
     struct sl_yaml_pending *p = realloc(y->pend, (y->npend + 1) * sizeof *p);

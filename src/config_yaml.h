@@ -24,6 +24,7 @@ struct sl_yaml {
     yaml_node_t *root;                  /* NULL for an empty file */
     struct sl_yaml_pending *pend;       /* owned: errors not yet sorted */
     size_t npend;
+    size_t nvalues;                     /* plugin config values built so far (config_plugins.c) */
     void *user;                         /* borrowed: the caller's state */
 };
 
@@ -78,6 +79,11 @@ size_t sl_yaml_close(struct sl_yaml *y, struct sl_config_errors *errs);
  * aborts: loading runs before anything could fall back. */
 __attribute__((format(printf, 2, 3)))
 void sl_config_errors_add(struct sl_config_errors *errs, const char *fmt, ...);
+
+/* calloc and strdup for the loader. Out of memory aborts, as above. n may
+ * be 0 (one element is allocated, so the result is never NULL). */
+void *sl_config_xcalloc(size_t n, size_t size);
+char *sl_config_xstrdup(const char *s);
 
 /* Records a message at n's position (NULL: line 1, column 1). */
 __attribute__((format(printf, 3, 4)))

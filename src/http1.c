@@ -61,22 +61,9 @@ static int on_target_complete(llhttp_t *p)
     return append_raw(r, "", 1);
 }
 
-/* The two bytes before at in the stream, which may straddle the previous
- * feed. */
-static bool preceded_by_crlf(const struct sl_reader *r, const char *at)
-{
-    char b1 = at - 1 >= r->feed_start ? at[-1] : r->tail[1];
-    char b2 = at - 2 >= r->feed_start ? at[-2] : (at - 1 >= r->feed_start ? r->tail[1] : r->tail[0]);
-    return b2 == '\r' && b1 == '\n';
-}
-
 static int on_field(llhttp_t *p, const char *at, size_t n)
 {
     struct sl_reader *r = reader_of(p);
-    /* Strict llhttp refuses a bare LF after a field line but not after the
-     * start line (RFC 9112 §2.2 lets a recipient refuse both). */
-    if (r->nh == 0 && r->last != 1 && !preceded_by_crlf(r, at))
-        return fail(r, r->is_request ? 400 : 502, "bare LF line ending");
     if (r->last != 1) {
         if (r->nh >= r->limits.max_headers)
             return fail(r, r->is_request ? 431 : 502, "too many header fields");
@@ -273,6 +260,8 @@ static int on_message_complete(llhttp_t *p)
 {
     struct sl_reader *r = reader_of(p);
     r->in_msg = false;
+    r->scan_head = true;
+    r->scan_lines = 0;
     int rc = r->ops->on_done(r->owner);
     if (rc < 0)
         return fail(r, r->is_request ? 400 : 502, "message rejected");
@@ -332,6 +321,9 @@ void sl_reader_reset(struct sl_reader *r)
     r->in_msg = false;
     r->error_status = 0;
     r->error_reason = NULL;
+    r->scan_head = true;
+    r->scan_lines = 0;
+    r->tail[0] = r->tail[1] = 0;
 }
 
 void sl_reader_fini(struct sl_reader *r)
@@ -354,10 +346,35 @@ static int error_status_for(const struct sl_reader *r)
 
 static int feed(struct sl_reader *r, const char *p, size_t n, size_t *used);
 
+/* Strict llhttp refuses a bare LF inside the field lines but not after the
+ * start line nor as the empty line ending the head (RFC 9112 §2.2 lets a
+ * recipient refuse both). So the head's line ends are checked here, before
+ * llhttp sees them: every LF must follow a CR, up to the empty line. */
+static bool head_has_bare_lf(struct sl_reader *r, const char *p, size_t n)
+{
+    const char *q = p, *end = p + n;
+    while (r->scan_head && (q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+        char prev = q > p ? q[-1] : r->tail[1];
+        char prev2 = q - 1 > p ? q[-2] : (q > p ? r->tail[1] : r->tail[0]);
+        if (prev != '\r')
+            return true;
+        if (prev2 == '\n' && r->scan_lines > 0)
+            r->scan_head = false;   /* the empty line: the body follows */
+        r->scan_lines++;
+        q++;
+    }
+    return false;
+}
+
 int sl_reader_feed(struct sl_reader *r, const char *p, size_t n, size_t *used)
 {
     r->feed_start = p;
     r->feed_end = p + n;
+    if (r->is_request && head_has_bare_lf(r, p, n)) {
+        *used = 0;
+        fail(r, 400, "bare LF line ending");
+        return -1;
+    }
     int rc = feed(r, p, n, used);
     if (n >= 2) {
         r->tail[0] = p[n - 2];

@@ -76,6 +76,8 @@ struct sl_reader {
     const char *span_feed_end;      /* ... and the end of its buffer */
     int value_spans;                /* spans of the current value so far */
     char tail[2];                   /* the last two bytes of the previous feed */
+    bool scan_head;                 /* checking line ends of a head still arriving */
+    size_t scan_lines;
     bool in_head;
     bool in_msg;                    /* between message begin and complete */
     bool is_request;

@@ -283,7 +283,7 @@ static int attempt(struct sl_conn *c, struct sl_buf *carry)
             sl_conn_reply(c, 503, true);
             return -1;
         }
-        if (u->state == SL_UP_ACTIVE)
+        if (u->state == SL_UP_ACTIVE && !c->in_feed)
             return up_flush(u) < 0 && c->state != SL_CONN_ACTIVE ? -1 : 0;
         return 0;
     }
@@ -328,7 +328,7 @@ int sl_proxy_body(struct sl_conn *c, const char *p, size_t n)
     }
     if (sl_buf_len(&u->out) - u->out_sent > UP_OUT_HIGH)
         sl_conn_pause_reading(c);
-    if (u->state == SL_UP_ACTIVE)
+    if (u->state == SL_UP_ACTIVE && !c->in_feed)
         return up_flush(u);
     return 0;
 }
@@ -346,7 +346,14 @@ void sl_proxy_body_done(struct sl_conn *c)
         sl_conn_abort(c);
         return;
     }
-    if (u->state == SL_UP_ACTIVE)
+    if (u->state == SL_UP_ACTIVE && !c->in_feed)
+        up_flush(u);
+}
+
+void sl_proxy_flush(struct sl_conn *c)
+{
+    struct sl_upconn *u = c->up;
+    if (u != NULL && u->state == SL_UP_ACTIVE && u->out_sent < sl_buf_len(&u->out))
         up_flush(u);
 }
 

@@ -59,6 +59,11 @@ int sl_proxy_start(struct sl_conn *c);
 /* Forwards n request body bytes (already de-framed). Returns 0 or -1. */
 int sl_proxy_body(struct sl_conn *c, const char *p, size_t n);
 
+/* Writes the request bytes queued while the client's input was being
+ * parsed. Nothing is written from inside the parser: bytes that turn out
+ * to be malformed later in the same read never reach the origin. */
+void sl_proxy_flush(struct sl_conn *c);
+
 /* The request body is complete. */
 void sl_proxy_body_done(struct sl_conn *c);
 

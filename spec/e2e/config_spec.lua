@@ -199,6 +199,217 @@ upstreams:
   },
 }
 
+-- Plugin sections: plugin_paths, the global and per-route plugins lists,
+-- limits.max_body_buffer. Plugins are not loaded by -t (yet), so only the
+-- syntax is checked: any valid name passes.
+local plugin_cases = {
+  {
+    name = "a duplicate plugin in the global list, naming the first one",
+    yaml = BASE .. [[
+plugins:
+  - cors
+  - request-id
+  - name: cors
+]],
+    errors = { "10:5: plugins[2]: duplicate plugin 'cors' (also plugins[0])" },
+  },
+  {
+    name = "a duplicate plugin in a route's list",
+    yaml = BASE .. [[
+routes:
+  - upstream: app
+    plugins: [cors, {name: cors, enabled: false}]
+]],
+    errors = { "9:21: routes[0].plugins[1]: duplicate plugin 'cors' (also routes[0].plugins[0])" },
+  },
+  {
+    name = "an invalid plugin name, as a string and as a key",
+    yaml = BASE .. [[
+plugins:
+  - key auth
+  - name: a.b
+]],
+    errors = {
+      "8:5: plugins[0]: invalid plugin name 'key auth': use 1 to 64 letters, digits, '-' or '_'",
+      "9:11: plugins[1].name: invalid plugin name 'a.b': use 1 to 64 letters, digits, '-' or '_'",
+    },
+  },
+  {
+    name = "a plugin item that is neither a name nor a mapping",
+    yaml = BASE .. [[
+plugins:
+  - [cors]
+  -
+]],
+    errors = {
+      "8:5: plugins[0]: expected a plugin name or a mapping, got a list",
+      "9:4: plugins[1]: expected a plugin name or a mapping, got an empty value",
+    },
+  },
+  {
+    name = "a plugin mapping without a name",
+    yaml = BASE .. [[
+plugins:
+  - enabled: true
+]],
+    errors = { "8:5: plugins[0]: missing required key 'name'" },
+  },
+  {
+    name = "every plugin setting out of range or of the wrong kind",
+    yaml = BASE .. [[
+plugins:
+  - name: cors
+    enabled: maybe
+    priority: 1000001
+    on_error: ignore
+    timeout_ms: 0
+    memory_limit_mb: 4097
+    config: [1, 2]
+    colour: red
+]],
+    errors = {
+      "9:14: plugins[0].enabled: expected a boolean, got 'maybe'",
+      "10:15: plugins[0].priority: expected an integer in -1000000..1000000, got '1000001'",
+      "11:15: plugins[0].on_error: expected one of fail, continue, got 'ignore'",
+      "12:17: plugins[0].timeout_ms: expected an integer in 1..60000, got '0'",
+      "13:22: plugins[0].memory_limit_mb: expected an integer in 1..4096, got '4097'",
+      "14:13: plugins[0].config: expected a mapping, got a list",
+      "15:5: unknown key 'colour' in plugins[0]",
+    },
+  },
+  {
+    name = "a timeout written as a duration instead of milliseconds",
+    yaml = BASE .. [[
+plugins:
+  - {name: cors, timeout_ms: 50ms}
+]],
+    errors = { "8:30: plugins[0].timeout_ms: expected an integer, got '50ms'" },
+  },
+  {
+    name = "a duplicate key inside a plugin's config, with its key path",
+    yaml = BASE .. [[
+plugins:
+  - name: cors
+    config:
+      origins: [a.example]
+      headers:
+        allow: x
+        allow: y
+]],
+    errors = { "13:9: duplicate key 'allow' in plugins[0].config.headers" },
+  },
+  {
+    name = "a plugin config that contains itself through an alias",
+    yaml = BASE .. [[
+plugins:
+  - name: cors
+    config: &loop
+      again: *loop
+]],
+    errors = { "9:13: plugins[0].config: nested deeper than 64 levels" },
+  },
+  {
+    name = "plugins and plugin_paths that are not lists",
+    yaml = BASE .. [[
+plugins: cors
+plugin_paths: plugins
+routes:
+  - upstream: app
+    plugins: {cors: {}}
+]],
+    errors = {
+      "7:10: plugins: expected a list, got 'cors'",
+      "8:15: plugin_paths: expected a list, got 'plugins'",
+      "11:14: routes[0].plugins: expected a list, got a mapping",
+    },
+  },
+  {
+    name = "an empty and a repeated plugin path",
+    yaml = BASE .. [[
+plugin_paths: [plugins, "", [x], plugins]
+]],
+    errors = {
+      "7:25: plugin_paths[1]: expected a directory path, got ''",
+      "7:29: plugin_paths[2]: expected a directory path, got a list",
+      "7:34: plugin_paths[3]: duplicate of plugin_paths[0]",
+    },
+  },
+  {
+    name = "a body buffer limit out of range",
+    yaml = BASE .. [[
+limits: {max_body_buffer: 0}
+]],
+    errors = { "7:27: limits.max_body_buffer: expected a size in 1..1g, got '0'" },
+  },
+  {
+    name = "a body buffer limit above 1g",
+    yaml = BASE .. [[
+limits:
+  max_body_buffer: 2g
+]],
+    errors = { "8:20: limits.max_body_buffer: expected a size in 1..1g, got '2g'" },
+  },
+}
+
+describe("sluice -t on the plugin sections", function()
+  for _, case in ipairs(plugin_cases) do
+    it("reports " .. case.name .. " and exits 1", function()
+      local path, code, lines = check_yaml(case.yaml)
+      assert.are.same(with_file(path, case.errors), lines)
+      assert.are.equal(1, code)
+    end)
+  end
+
+  it("accepts global plugins, route plugins and overrides and exits 0", function()
+    local path, code, lines = check_yaml(BASE .. [=[
+  api:
+    backends: [127.0.0.1:9002]
+plugin_paths: [plugins-lua, /opt/sluice/plugins, ./more]
+limits: {max_body_buffer: 64k}
+plugins:
+  - request-id
+  - name: key-auth
+    priority: 1000
+    on_error: continue
+    timeout_ms: 100
+    memory_limit_mb: 32
+    config:
+      header: X-Api-Key
+      keys: [k1, "k2", 3]
+      hide: true
+      ratio: 0.5
+      nothing: ~
+      nested: {list: [{a: 1}, [x, y]]}
+  - {name: cors, enabled: false}
+routes:
+  - path: /public
+    upstream: app
+    plugins:
+      - {name: key-auth, enabled: false}
+      - cors
+  - path: /api
+    upstream: api
+    plugins:
+      - name: key-auth
+        config: {header: Authorization}
+      - name: rate_limit
+        priority: -1000000
+        config: {}
+  - path: /
+    upstream: app
+    plugins: []
+]=])
+    assert.are.same({ "sluice: configuration " .. path .. " is valid" }, lines)
+    assert.are.equal(0, code)
+  end)
+
+  it("accepts an empty plugins list and plugin_paths list and exits 0", function()
+    local path, code, lines = check_yaml(BASE .. "plugins: []\nplugin_paths: []\n")
+    assert.are.same({ "sluice: configuration " .. path .. " is valid" }, lines)
+    assert.are.equal(0, code)
+  end)
+end)
+
 describe("sluice -t on a configuration file", function()
   for _, case in ipairs(invalid_cases) do
     it("reports " .. case.name .. " and exits 1", function()

@@ -6,7 +6,9 @@
 --
 -- Run: busted --lua=luajit -o spec/support/summary.lua spec/e2e/smuggling_spec.lua
 -- Each case gets its own origin and proxy, so the origin's log holds exactly
--- what that case caused.
+-- what that case caused. Every refusal runs twice: on a cold proxy, and with
+-- an idle pooled upstream connection ready, over which a routed head could
+-- be written to the origin at once, before the rest of the request is read.
 
 local h = require "spec.helpers"
 
@@ -48,15 +50,28 @@ local function origin_record(proxy, origin)
   }
 end
 
--- Nothing of the request reached the origin. `connected_ok`: the request
+-- Warms the proxy's upstream pool: one request on a connection of its own,
+-- answered in full, leaves an idle upstream connection behind. Returns the
+-- origin's request record, for assert_origin_untouched.
+local function warm_pool(port, origin)
+  local resp = assert(h.get(port, "/name"))
+  assert.equals(200, resp.status)
+  local reqs = origin:requests(1)
+  assert.equals(1, #reqs)
+  return reqs[1]
+end
+
+-- Nothing of the request reached the origin: no request and no partial, and
+-- no new connection. `warmed`: the record warm_pool left (then exactly that
+-- request and that one connection are expected). `connected_ok`: the request
 -- failed in its body, after its head was routed, so a connection the proxy
 -- opened ahead is allowed as long as not one byte went through it.
-local function assert_origin_untouched(proxy, origin, connected_ok)
+local function assert_origin_untouched(proxy, origin, warmed, connected_ok)
   local seen = origin_record(proxy, origin)
-  assert.same({}, seen.requests)
+  assert.same(warmed and { warmed } or {}, seen.requests)
   assert.same({}, seen.partials)
   if not connected_ok then
-    assert.equals(0, seen.connections)
+    assert.equals(warmed and 1 or 0, seen.connections)
   end
 end
 
@@ -130,7 +145,13 @@ describe("sluice facing requests it cannot frame safely", function()
     for _, case in ipairs(cases) do
       it("answers 400 and closes, forwarding nothing, for " .. case[1], function()
         expect_refusal(proxy.port, case[2], 400)
-        assert_origin_untouched(proxy, origin, case.stage == "body")
+        assert_origin_untouched(proxy, origin, nil, case.stage == "body")
+      end)
+      it("answers 400 and closes, forwarding nothing even over a pooled upstream connection, for "
+          .. case[1], function()
+        local warmed = warm_pool(proxy.port, origin)
+        expect_refusal(proxy.port, case[2], 400)
+        assert_origin_untouched(proxy, origin, warmed, case.stage == "body")
       end)
     end
   end
@@ -194,6 +215,12 @@ describe("sluice facing requests it cannot frame safely", function()
         CHUNKED .. "10000000000000000\r\nhello\r\n0\r\n\r\n", stage = "body" },
       { "a chunk size of 32 hex digits",
         CHUNKED .. "ffffffffffffffffffffffffffffffff\r\nhello\r\n0\r\n\r\n", stage = "body" },
+      { "a chunk size line ending in a bare LF",
+        CHUNKED .. "5\nhello\r\n0\r\n\r\n", stage = "body" },
+      { "chunk data ending in a bare LF",
+        CHUNKED .. "5\r\nhello\n0\r\n\r\n", stage = "body" },
+      { "a last chunk and end of trailers in bare LFs",
+        CHUNKED .. "5\r\nhello\r\n0\n\n", stage = "body" },
     }
   end)
 
@@ -221,6 +248,12 @@ describe("sluice facing requests it cannot frame safely", function()
         GET .. "X-Test: value\n\r\n" },
       { "a request whose every line ends in a bare LF",
         "GET /echo HTTP/1.1\nHost: example.test\nX-Test: value\n\n" },
+      { "a head whose final empty line is a bare LF",
+        GET .. "X-Test: value\r\n\n" },
+      { "an HTTP/1.0 request line ending in a bare LF, with no fields",
+        "GET /echo HTTP/1.0\n\r\n" },
+      { "an HTTP/1.0 request of a request line and an empty line, both bare LF",
+        "GET /echo HTTP/1.0\n\n" },
     }
   end)
 

@@ -364,6 +364,10 @@ static void process_input(struct sl_conn *c)
             return;
         }
         sl_buf_consume(&c->in, used);
+        if (rc >= 0 && c->up != NULL)
+            sl_proxy_flush(c);
+        if (c->state == SL_CONN_CLOSED)
+            return;
         if (rc == 1) {
             c->reader_paused = true;
         } else if (rc == 2) {

@@ -36,6 +36,22 @@ enum sl_framing {
     SL_FRAMING_CLOSE,       /* body ends when we close (HTTP/1.0 clients) */
 };
 
+/* A header list that starts as a borrowed view of a parsed head and is
+ * copied into the request's arena the first time a plugin changes it. */
+struct sl_hlist {
+    struct sl_header *v;
+    size_t n, cap;
+    bool owned;                         /* v lives in the arena */
+};
+
+/* One entry of the per-request space plugins share (sl_api_ctx_*). */
+struct sl_kv {
+    const char *key, *value;            /* arena */
+    size_t klen, vlen;
+};
+
+struct sl_chain;
+
 /* One request's state; embedded in its connection and reset between
  * requests. Strings are borrowed from the connection's reader or arena and
  * valid until the request ends. */
@@ -66,6 +82,20 @@ struct sl_req {
     bool expect_continue;
     bool local;                         /* answered by the proxy itself */
     uint64_t body_bytes;
+    /* plugins */
+    const struct sl_chain *chain;       /* borrowed from the generation; NULL = no plugins */
+    struct sl_hlist req_headers;        /* what goes upstream */
+    struct sl_hlist resp_headers;       /* what goes to the client (origin's or local reply's) */
+    const char *method;                 /* NULL, or a plugin's rewrite (arena) */
+    size_t method_len;
+    bool head_sent;                     /* request head built for upstream: no more rewrites */
+    bool logged;                        /* log phase and access log done */
+    int local_status;                   /* a plugin's local reply (sl_api_respond), 0 if none */
+    const char *local_body;
+    size_t local_body_len;
+    struct sl_kv *kv;                   /* shared per-request space (arena) */
+    size_t nkv, kvcap;
+    void **plugin_ctx;                  /* per plugin instance slots (arena), lazily allocated */
     /* response side */
     int status;
     bool resp_started;                  /* response head queued to the client */

@@ -5,6 +5,7 @@
 
 #include "conn.h"
 #include "gen.h"
+#include "headers.h"
 #include "http1.h"
 #include "pool.h"
 #include "proxy.h"
@@ -21,11 +22,11 @@ struct conn_tokens {
     size_t n;
 };
 
-static void collect_tokens(const struct sl_head *h, struct conn_tokens *t)
+static void collect_tokens(const struct sl_hlist *l, struct conn_tokens *t)
 {
     t->n = 0;
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const struct sl_header *hd = &h->headers[i];
+    for (size_t i = 0; i < l->n; i++) {
+        const struct sl_header *hd = &l->v[i];
         if (!sl_name_is(hd, "connection", 10))
             continue;
         const char *v = hd->value;
@@ -79,11 +80,11 @@ static int add_length(struct sl_buf *out, uint64_t n)
 
 /* Joins the client's X-Forwarded-For values with its own address, so the
  * origin sees the whole chain and the hop it can trust last. */
-static int add_xff(struct sl_buf *out, const struct sl_head *h, const char *peer)
+static int add_xff(struct sl_buf *out, const struct sl_hlist *l, const char *peer)
 {
     int rc = sl_buf_append_str(out, "X-Forwarded-For: ");
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const struct sl_header *hd = &h->headers[i];
+    for (size_t i = 0; i < l->n; i++) {
+        const struct sl_header *hd = &l->v[i];
         if (sl_name_is(hd, "x-forwarded-for", 15) && hd->value_len > 0) {
             rc |= sl_buf_append(out, hd->value, hd->value_len);
             rc |= sl_buf_append(out, ", ", 2);
@@ -118,12 +119,16 @@ static bool skip_request_field(const struct sl_header *hd, const struct sl_proxy
 
 int sl_proxy_build_request_head(struct sl_conn *c, struct sl_upconn *u, struct sl_buf *out)
 {
-    const struct sl_req *r = &c->req;
+    struct sl_req *r = &c->req;
+    r->head_sent = true;
     const struct sl_head *h = r->head;
+    const struct sl_hlist *l = &r->req_headers;
     const struct sl_proxy_conf *pc = &c->w->gen->cfg->proxy;
     struct conn_tokens tokens;
-    collect_tokens(h, &tokens);
-    int rc = sl_buf_append_str(out, llhttp_method_name((llhttp_method_t)h->method));
+    collect_tokens(l, &tokens);
+    int rc = r->method != NULL
+        ? sl_buf_append(out, r->method, r->method_len)
+        : sl_buf_append_str(out, llhttp_method_name((llhttp_method_t)h->method));
     rc |= sl_buf_append(out, " ", 1);
     rc |= sl_buf_append(out, r->path, r->path_len);
     rc |= sl_buf_append_str(out, " HTTP/1.1\r\nHost: ");
@@ -132,14 +137,14 @@ int sl_proxy_build_request_head(struct sl_conn *c, struct sl_upconn *u, struct s
     else
         rc |= sl_buf_append_str(out, u->backend_name);
     rc |= sl_buf_append(out, "\r\n", 2);
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const struct sl_header *hd = &h->headers[i];
+    for (size_t i = 0; i < l->n; i++) {
+        const struct sl_header *hd = &l->v[i];
         if (skip_request_field(hd, pc) || (tokens.n > 0 && listed(&tokens, hd)))
             continue;
         rc |= add_field(out, hd);
     }
     if (pc->x_forwarded_for)
-        rc |= add_xff(out, h, c->peer);
+        rc |= add_xff(out, l, c->peer);
     if (pc->x_forwarded_proto)
         rc |= sl_buf_append_str(out, "X-Forwarded-Proto: http\r\n");
     if (pc->x_forwarded_host && r->authority != NULL) {
@@ -155,6 +160,8 @@ int sl_proxy_build_request_head(struct sl_conn *c, struct sl_upconn *u, struct s
         rc |= add_length(out, h->content_length);
     if (r->upgrade) {
         const struct sl_header *up = sl_head_find(h, "upgrade", 7);
+        if (up == NULL)
+            return -1;
         rc |= sl_buf_append_str(out, "Connection: upgrade\r\nUpgrade: ");
         rc |= sl_buf_append(out, up->value, up->value_len);
         rc |= sl_buf_append(out, "\r\n", 2);
@@ -167,18 +174,27 @@ int sl_proxy_build_response_head(struct sl_conn *c, struct sl_upconn *u, bool in
 {
     struct sl_req *r = &c->req;
     const struct sl_head *h = &u->reader.head;
+    struct sl_hlist interim_list;
+    const struct sl_hlist *l = &r->resp_headers;
+    if (interim) {
+        sl_hlist_view(&interim_list, h->headers, h->nheaders);
+        l = &interim_list;
+    }
     struct sl_buf *out = &c->out;
     size_t before = sl_buf_len(out);
     struct conn_tokens tokens;
-    collect_tokens(h, &tokens);
-    const char *reason = h->target_len ? h->target : sl_status_reason(h->status);
+    collect_tokens(l, &tokens);
+    /* A plugin that changed the status also changed what the reason
+     * phrase must say. */
+    int status = interim ? h->status : r->status;
+    const char *reason = h->target_len && status == h->status ? h->target : sl_status_reason(status);
     int rc = sl_buf_append(out, "HTTP/1.1 ", 9);
-    rc |= sl_buf_append_u64(out, (uint64_t)h->status);
+    rc |= sl_buf_append_u64(out, (uint64_t)status);
     rc |= sl_buf_append(out, " ", 1);
     rc |= sl_buf_append_str(out, reason);
     rc |= sl_buf_append(out, "\r\n", 2);
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const struct sl_header *hd = &h->headers[i];
+    for (size_t i = 0; i < l->n; i++) {
+        const struct sl_header *hd = &l->v[i];
         if (sl_is_hop_by_hop(hd) || sl_name_is(hd, "content-length", 14) ||
             (tokens.n > 0 && listed(&tokens, hd)))
             continue;

@@ -5,6 +5,7 @@
 
 #include "conn.h"
 #include "gen.h"
+#include "headers.h"
 #include "proxy.h"
 #include "router.h"
 #include "worker.h"
@@ -189,6 +190,7 @@ static int on_head(void *owner)
     sl_worker_sync_gen(c->w);
     c->state = SL_CONN_ACTIVE;
     r->head = h;
+    sl_hlist_view(&r->req_headers, h->headers, h->nheaders);
     r->start_us = sl_worker_now_us(c->w);
     format_id(c);
     r->is_head = h->method == HTTP_HEAD;

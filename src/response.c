@@ -2,6 +2,7 @@
  * responses, the framing towards the client, the body and the end. */
 
 #include "conn.h"
+#include "headers.h"
 #include "proxy.h"
 #include "proxy_head.h"
 #include "response.h"
@@ -44,6 +45,7 @@ static int on_head(void *owner)
         return 0;
     }
     r->status = h->status;
+    sl_hlist_view(&r->resp_headers, h->headers, h->nheaders);
     if (c->w->draining)
         r->keep_alive = false;
     r->framing = choose_framing(r, h, false);

@@ -1,0 +1,312 @@
+#include "api.h"
+
+#include <string.h>
+
+#include "conn.h"
+#include "headers.h"
+#include "log.h"
+#include "worker.h"
+
+static struct sl_hlist *side_list(struct sl_conn *c, int side)
+{
+    return side == SL_API_RESPONSE ? &c->req.resp_headers : &c->req.req_headers;
+}
+
+/* Request fields can change until the upstream head is built; response
+ * fields until the response head is queued to the client. */
+static bool side_is_open(const struct sl_conn *c, int side)
+{
+    return side == SL_API_RESPONSE ? !c->req.resp_started : !c->req.head_sent;
+}
+
+int sl_api_method(struct sl_conn *c, const char **p, size_t *n)
+{
+    const struct sl_req *r = &c->req;
+    if (r->method != NULL) {
+        *p = r->method;
+        *n = r->method_len;
+    } else {
+        *p = llhttp_method_name((llhttp_method_t)r->head->method);
+        *n = strlen(*p);
+    }
+    return SL_API_OK;
+}
+
+int sl_api_path(struct sl_conn *c, const char **p, size_t *n)
+{
+    const struct sl_req *r = &c->req;
+    const char *q = memchr(r->path, '?', r->path_len);
+    *p = r->path;
+    *n = q ? (size_t)(q - r->path) : r->path_len;
+    return SL_API_OK;
+}
+
+int sl_api_query(struct sl_conn *c, const char **p, size_t *n)
+{
+    const struct sl_req *r = &c->req;
+    const char *q = memchr(r->path, '?', r->path_len);
+    *p = q ? q + 1 : "";
+    *n = q ? r->path_len - (size_t)(q + 1 - r->path) : 0;
+    return SL_API_OK;
+}
+
+int sl_api_client_addr(struct sl_conn *c, const char **p, size_t *n)
+{
+    *p = c->peer;
+    *n = strlen(c->peer);
+    return SL_API_OK;
+}
+
+int sl_api_request_id(struct sl_conn *c, const char **p, size_t *n)
+{
+    *p = c->req.id;
+    *n = strlen(c->req.id);
+    return SL_API_OK;
+}
+
+int sl_api_set_method(struct sl_conn *c, const char *p, size_t n)
+{
+    if (c->req.head_sent)
+        return SL_API_EPHASE;
+    if (!sl_is_token(p, n))
+        return SL_API_EINVAL;
+    char *m = sl_arena_strndup(&c->arena, p, n);
+    if (m == NULL)
+        return SL_API_ENOMEM;
+    c->req.method = m;
+    c->req.method_len = n;
+    return SL_API_OK;
+}
+
+static bool is_target_byte(unsigned char ch)
+{
+    return ch > 0x20 && ch < 0x7f && ch != '#';
+}
+
+/* Joins path and query into the request target the origin will see. */
+static int set_target(struct sl_conn *c, const char *path, size_t plen, const char *query,
+                      size_t qlen)
+{
+    size_t len = plen + (qlen ? qlen + 1 : 0);
+    char *t = sl_arena_alloc(&c->arena, len + 1);
+    if (t == NULL)
+        return SL_API_ENOMEM;
+    memcpy(t, path, plen);
+    if (qlen) {
+        t[plen] = '?';
+        memcpy(t + plen + 1, query, qlen);
+    }
+    t[len] = '\0';
+    c->req.path = t;
+    c->req.path_len = len;
+    return SL_API_OK;
+}
+
+int sl_api_set_path(struct sl_conn *c, const char *p, size_t n)
+{
+    if (c->req.head_sent)
+        return SL_API_EPHASE;
+    if (n == 0 || p[0] != '/')
+        return SL_API_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!is_target_byte((unsigned char)p[i]) || p[i] == '?')
+            return SL_API_EINVAL;
+    const char *q;
+    size_t qn;
+    sl_api_query(c, &q, &qn);
+    return set_target(c, p, n, q, qn);
+}
+
+int sl_api_set_query(struct sl_conn *c, const char *p, size_t n)
+{
+    if (c->req.head_sent)
+        return SL_API_EPHASE;
+    for (size_t i = 0; i < n; i++)
+        if (!is_target_byte((unsigned char)p[i]))
+            return SL_API_EINVAL;
+    const char *path;
+    size_t pn;
+    sl_api_path(c, &path, &pn);
+    return set_target(c, path, pn, p, n);
+}
+
+int sl_api_header_get(struct sl_conn *c, int side, const char *name, size_t nlen,
+                      size_t index, const char **p, size_t *n)
+{
+    const struct sl_header *hd = sl_hlist_find(side_list(c, side), name, nlen, index);
+    if (hd == NULL)
+        return SL_API_NOT_FOUND;
+    *p = hd->value;
+    *n = hd->value_len;
+    return SL_API_OK;
+}
+
+size_t sl_api_header_count(struct sl_conn *c, int side)
+{
+    return side_list(c, side)->n;
+}
+
+int sl_api_header_at(struct sl_conn *c, int side, size_t i, const char **name,
+                     size_t *nlen, const char **value, size_t *vlen)
+{
+    const struct sl_hlist *l = side_list(c, side);
+    if (i >= l->n)
+        return SL_API_NOT_FOUND;
+    *name = l->v[i].name;
+    *nlen = l->v[i].name_len;
+    *value = l->v[i].value;
+    *vlen = l->v[i].value_len;
+    return SL_API_OK;
+}
+
+int sl_api_header_add(struct sl_conn *c, int side, const char *name, size_t nlen,
+                      const char *value, size_t vlen)
+{
+    if (!side_is_open(c, side))
+        return SL_API_EPHASE;
+    if (!sl_is_token(name, nlen) || !sl_is_field_value(value, vlen))
+        return SL_API_EINVAL;
+    return sl_hlist_add(side_list(c, side), &c->arena, name, nlen, value, vlen) < 0
+        ? SL_API_ENOMEM : SL_API_OK;
+}
+
+int sl_api_header_set(struct sl_conn *c, int side, const char *name, size_t nlen,
+                      const char *value, size_t vlen)
+{
+    if (!side_is_open(c, side))
+        return SL_API_EPHASE;
+    if (!sl_is_token(name, nlen) || !sl_is_field_value(value, vlen))
+        return SL_API_EINVAL;
+    struct sl_hlist *l = side_list(c, side);
+    if (sl_hlist_remove(l, &c->arena, name, nlen) < 0 ||
+        sl_hlist_add(l, &c->arena, name, nlen, value, vlen) < 0)
+        return SL_API_ENOMEM;
+    return SL_API_OK;
+}
+
+int sl_api_header_remove(struct sl_conn *c, int side, const char *name, size_t nlen)
+{
+    if (!side_is_open(c, side))
+        return SL_API_EPHASE;
+    if (!sl_is_token(name, nlen))
+        return SL_API_EINVAL;
+    int n = sl_hlist_remove(side_list(c, side), &c->arena, name, nlen);
+    if (n < 0)
+        return SL_API_ENOMEM;
+    return n == 0 ? SL_API_NOT_FOUND : SL_API_OK;
+}
+
+int sl_api_status(struct sl_conn *c)
+{
+    return c->req.local_status ? c->req.local_status : c->req.status;
+}
+
+int sl_api_set_status(struct sl_conn *c, int status)
+{
+    if (status < 100 || status > 999)
+        return SL_API_EINVAL;
+    if (c->req.resp_started || c->req.status == 0)
+        return SL_API_EPHASE;
+    c->req.status = status;
+    return SL_API_OK;
+}
+
+int sl_api_respond(struct sl_conn *c, int status, const char *body, size_t len)
+{
+    struct sl_req *r = &c->req;
+    if (status < 200 || status > 999)
+        return SL_API_EINVAL;
+    if (r->head_sent || r->resp_started)
+        return SL_API_EPHASE;
+    char *b = len ? sl_arena_strndup(&c->arena, body, len) : NULL;
+    if (len && b == NULL)
+        return SL_API_ENOMEM;
+    r->local_status = status;
+    r->local_body = b;
+    r->local_body_len = len;
+    return SL_API_OK;
+}
+
+int sl_api_body_get(struct sl_conn *c, int side, const char **p, size_t *n)
+{
+    (void)c;
+    (void)side;
+    (void)p;
+    (void)n;
+    return SL_API_EPHASE;   /* body phases are not wired yet */
+}
+
+int sl_api_body_set(struct sl_conn *c, int side, const char *p, size_t n)
+{
+    (void)c;
+    (void)side;
+    (void)p;
+    (void)n;
+    return SL_API_EPHASE;
+}
+
+int sl_api_ctx_set(struct sl_conn *c, const char *key, size_t klen, const char *value,
+                   size_t vlen)
+{
+    struct sl_req *r = &c->req;
+    for (size_t i = 0; i < r->nkv; i++) {
+        if (r->kv[i].klen == klen && memcmp(r->kv[i].key, key, klen) == 0) {
+            if (value == NULL) {
+                r->kv[i] = r->kv[--r->nkv];
+                return SL_API_OK;
+            }
+            char *v = sl_arena_strndup(&c->arena, value, vlen);
+            if (v == NULL)
+                return SL_API_ENOMEM;
+            r->kv[i].value = v;
+            r->kv[i].vlen = vlen;
+            return SL_API_OK;
+        }
+    }
+    if (value == NULL)
+        return SL_API_NOT_FOUND;
+    if (r->nkv == r->kvcap) {
+        size_t cap = r->kvcap ? r->kvcap * 2 : 8;
+        struct sl_kv *kv = sl_arena_alloc(&c->arena, cap * sizeof *kv);
+        if (kv == NULL)
+            return SL_API_ENOMEM;
+        if (r->nkv)
+            memcpy(kv, r->kv, r->nkv * sizeof *kv);
+        r->kv = kv;
+        r->kvcap = cap;
+    }
+    char *k = sl_arena_strndup(&c->arena, key, klen);
+    char *v = sl_arena_strndup(&c->arena, value, vlen);
+    if (k == NULL || v == NULL)
+        return SL_API_ENOMEM;
+    r->kv[r->nkv++] = (struct sl_kv){.key = k, .klen = klen, .value = v, .vlen = vlen};
+    return SL_API_OK;
+}
+
+int sl_api_ctx_get(struct sl_conn *c, const char *key, size_t klen, const char **p,
+                   size_t *n)
+{
+    const struct sl_req *r = &c->req;
+    for (size_t i = 0; i < r->nkv; i++) {
+        if (r->kv[i].klen == klen && memcmp(r->kv[i].key, key, klen) == 0) {
+            *p = r->kv[i].value;
+            *n = r->kv[i].vlen;
+            return SL_API_OK;
+        }
+    }
+    return SL_API_NOT_FOUND;
+}
+
+int sl_api_log(struct sl_conn *c, int level, const char *plugin, const char *msg, size_t len)
+{
+    if (level < SL_LOG_ERROR || level > SL_LOG_DEBUG)
+        return SL_API_EINVAL;
+    SL_LOG((enum sl_log_level)level, "plugin %s: %.*s (request %s)", plugin, (int)len, msg,
+           c->req.id);
+    return SL_API_OK;
+}
+
+int64_t sl_api_now_ms(struct sl_conn *c)
+{
+    return sl_worker_now_ms(c->w);
+}

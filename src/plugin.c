@@ -1,0 +1,149 @@
+#include "plugin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "conn.h"
+#include "log.h"
+#include "worker.h"
+
+static const char *const phase_names[SL_PHASE_COUNT] = {
+    "request_headers", "request_body", "balancer",
+    "response_headers", "response_body", "log",
+};
+
+const char *sl_phase_name(enum sl_phase phase)
+{
+    return phase < SL_PHASE_COUNT ? phase_names[phase] : "?";
+}
+
+int sl_phase_parse(const char *name)
+{
+    for (int i = 0; i < SL_PHASE_COUNT; i++)
+        if (strcmp(name, phase_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void sl_plugin_free(struct sl_plugin *p)
+{
+    if (p == NULL)
+        return;
+    if (p->kind != NULL && p->kind->release != NULL)
+        p->kind->release(p);
+    free(p->name);
+    free(p->version);
+    free(p->source);
+    free(p->stats);
+    free(p);
+}
+
+static int compare_plugins(const void *a, const void *b)
+{
+    const struct sl_plugin *x = *(struct sl_plugin *const *)a;
+    const struct sl_plugin *y = *(struct sl_plugin *const *)b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static const struct sl_plugin_conf *route_conf_for(const char *name,
+                                                   const struct sl_plugin_conf *confs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(confs[i].name, name) == 0)
+            return &confs[i];
+    return NULL;
+}
+
+int sl_chain_build(struct sl_chain *ch, struct sl_plugin **global, size_t nglobal,
+                   struct sl_plugin **route, size_t nroute,
+                   const struct sl_plugin_conf *route_confs, size_t nroute_confs)
+{
+    memset(ch, 0, sizeof *ch);
+    ch->all = calloc(nglobal + nroute + 1, sizeof *ch->all);
+    if (ch->all == NULL)
+        return -1;
+    /* A route entry replaces the global instance of the same name (or,
+     * with enabled: false, removes it). */
+    for (size_t i = 0; i < nglobal; i++)
+        if (route_conf_for(global[i]->name, route_confs, nroute_confs) == NULL &&
+            global[i]->conf->enabled)
+            ch->all[ch->nall++] = global[i];
+    for (size_t i = 0; i < nroute; i++)
+        if (route[i]->conf->enabled)
+            ch->all[ch->nall++] = route[i];
+    qsort(ch->all, ch->nall, sizeof *ch->all, compare_plugins);
+    for (int ph = 0; ph < SL_PHASE_COUNT; ph++) {
+        ch->by_phase[ph] = calloc(ch->nall + 1, sizeof *ch->by_phase[ph]);
+        if (ch->by_phase[ph] == NULL) {
+            sl_chain_fini(ch);
+            return -1;
+        }
+        for (size_t i = 0; i < ch->nall; i++)
+            if (ch->all[i]->phases & (1u << ph))
+                ch->by_phase[ph][ch->n[ph]++] = ch->all[i];
+    }
+    for (size_t i = 0; i < ch->nall; i++) {
+        ch->needs_request_body |= (ch->all[i]->body & 1u) != 0;
+        ch->needs_response_body |= (ch->all[i]->body & 2u) != 0;
+    }
+    return 0;
+}
+
+void sl_chain_fini(struct sl_chain *ch)
+{
+    for (int ph = 0; ph < SL_PHASE_COUNT; ph++)
+        free(ch->by_phase[ph]);
+    free(ch->all);
+    memset(ch, 0, sizeof *ch);
+}
+
+void sl_chain_request_done(const struct sl_chain *ch, struct sl_conn *c)
+{
+    for (size_t i = 0; i < ch->nall; i++)
+        if (ch->all[i]->kind->request_done != NULL)
+            ch->all[i]->kind->request_done(ch->all[i], c);
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int sl_chain_run(const struct sl_chain *ch, enum sl_phase phase, struct sl_conn *c)
+{
+    size_t n = ch->n[phase];
+    for (size_t i = 0; i < n; i++) {
+        struct sl_plugin *p = ch->by_phase[phase][i];
+        struct sl_plugin_stats *st = &p->stats[(size_t)c->w->id < p->nstats ? (size_t)c->w->id : 0];
+        char err[1024];
+        bool budget = false;
+        err[0] = '\0';
+        int64_t t0 = mono_ns();
+        int rc = p->kind->call(p, phase, c, err, sizeof err, &budget);
+        st->ns[phase] += (uint64_t)(mono_ns() - t0);
+        st->calls[phase]++;
+        if (rc == SL_ACTION_ERROR) {
+            st->errors[phase]++;
+            if (budget)
+                st->budget_kills++;
+            SL_ERROR("plugin %s: %s phase failed (request %s): %s", p->name,
+                     sl_phase_name(phase), c->req.id, err[0] ? err : "error");
+            if (phase == SL_PHASE_LOG || p->on_error == SL_ON_ERROR_CONTINUE)
+                continue;
+            static const char body[] = "500 Internal Server Error\n";
+            c->req.local_status = 0;
+            sl_api_respond(c, 500, body, sizeof body - 1);
+            return SL_ACTION_RESPOND;
+        }
+        if (rc == SL_ACTION_RESPOND && phase != SL_PHASE_LOG)
+            return SL_ACTION_RESPOND;
+    }
+    return SL_ACTION_CONTINUE;
+}

@@ -1,0 +1,121 @@
+/* The plugin chain: one model for Lua and native plugins. A chain is the
+ * list of plugin instances that apply to a route, ordered once per
+ * generation, split by phase; the executor calls them through a small
+ * per-kind vtable and applies the same actions and error policy to both
+ * kinds.
+ *
+ * Order: higher priority runs first on the request path (request headers,
+ * request body, balancer); the response path (response headers, response
+ * body) and log run in the same order. Ties are broken by name. This is
+ * Kong's convention, so a Kong user's priorities mean the same here. */
+#ifndef SL_PLUGIN_H
+#define SL_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config-t.h"
+
+struct sl_conn;
+
+enum sl_phase {
+    SL_PHASE_REQUEST_HEADERS = 0,
+    SL_PHASE_REQUEST_BODY,
+    SL_PHASE_BALANCER,
+    SL_PHASE_RESPONSE_HEADERS,
+    SL_PHASE_RESPONSE_BODY,
+    SL_PHASE_LOG,
+    SL_PHASE_COUNT,
+};
+
+/* What a phase call asks for. */
+enum sl_action {
+    SL_ACTION_CONTINUE = 0,     /* go on with the next plugin */
+    SL_ACTION_RESPOND = 1,      /* a local reply was set (sl_api_respond): skip the rest of the phase */
+    SL_ACTION_ERROR = -1,       /* the plugin failed; on_error decides */
+};
+
+struct sl_plugin;
+
+/* What a plugin kind implements. call() runs one phase of one instance for
+ * the request on c and returns an sl_action; on SL_ACTION_ERROR it fills
+ * err (NUL-terminated, at most errlen) with the message and, for Lua, the
+ * traceback, and sets *budget when a CPU or memory budget was exceeded. */
+struct sl_plugin_kind {
+    const char *name;           /* "lua" or "native" */
+    int (*call)(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c,
+                char *err, size_t errlen, bool *budget);
+    void (*release)(struct sl_plugin *p);   /* frees impl */
+    /* Optional: the request on c has ended (after its log phase); drop any
+     * per-request state. Runs on the worker thread of c. */
+    void (*request_done)(struct sl_plugin *p, struct sl_conn *c);
+};
+
+/* Per-plugin counters; per worker, so no atomics (summed at scrape time). */
+struct sl_plugin_stats {
+    uint64_t calls[SL_PHASE_COUNT];
+    uint64_t errors[SL_PHASE_COUNT];
+    uint64_t budget_kills;
+    uint64_t ns[SL_PHASE_COUNT];
+};
+
+/* A loaded plugin instance. Owned by the generation that loaded it. */
+struct sl_plugin {
+    char *name;                 /* owned */
+    char *version;              /* owned */
+    char *source;               /* owned: path it was loaded from */
+    int priority;
+    uint32_t phases;            /* bit (1 << phase) for each phase implemented */
+    uint32_t body;              /* bits: 1 request body needed whole, 2 response body needed whole */
+    enum sl_on_error on_error;
+    const struct sl_plugin_conf *conf;  /* borrowed from the generation's config */
+    const struct sl_plugin_kind *kind;
+    void *impl;                 /* kind-specific, owned through kind->release */
+    size_t slot;                /* index of this instance's per-request context slot */
+    struct sl_plugin_stats *stats;  /* owned: one per worker, indexed by worker id */
+    size_t nstats;
+};
+
+/* One ordered chain: the plugins active on a route, per phase. */
+struct sl_chain {
+    struct sl_plugin **by_phase[SL_PHASE_COUNT];    /* owned arrays of borrowed pointers */
+    size_t n[SL_PHASE_COUNT];
+    struct sl_plugin **all;     /* owned array: every instance of the chain, in order */
+    size_t nall;
+    bool needs_request_body;    /* some plugin reads the whole request body */
+    bool needs_response_body;
+};
+
+/* The name of a phase as plugins spell it: "request_headers", ... */
+const char *sl_phase_name(enum sl_phase phase);
+
+/* Parses a phase name; returns the phase or -1. */
+int sl_phase_parse(const char *name);
+
+/* Builds the chain of a route from the generation's loaded plugins: the
+ * global instances, minus those the route disables, with the route's own
+ * instances replacing a global one of the same name or added to it. Sorted
+ * by priority (descending), then name. Returns 0, or -1 on OOM. */
+int sl_chain_build(struct sl_chain *ch, struct sl_plugin **global, size_t nglobal,
+                   struct sl_plugin **route, size_t nroute,
+                   const struct sl_plugin_conf *route_confs, size_t nroute_confs);
+
+/* Frees the chain's arrays (not the plugins). */
+void sl_chain_fini(struct sl_chain *ch);
+
+/* Tells every plugin of the chain that the request on c is over. */
+void sl_chain_request_done(const struct sl_chain *ch, struct sl_conn *c);
+
+/* Frees a plugin instance (its impl through its kind, its stats). */
+void sl_plugin_free(struct sl_plugin *p);
+
+/* Runs one phase of the chain for the request on c. Returns
+ * SL_ACTION_CONTINUE when every plugin continued (or failed with
+ * on_error: continue), SL_ACTION_RESPOND when one set a local reply or
+ * failed with on_error: fail (the reply is then 500). An error is logged
+ * once with plugin, phase, request id and message, and counted. The log
+ * phase always runs every plugin and ignores replies. */
+int sl_chain_run(const struct sl_chain *ch, enum sl_phase phase, struct sl_conn *c);
+
+#endif

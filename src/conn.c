@@ -15,6 +15,7 @@
 #include "config-t.h"
 #include "gen.h"
 #include "log.h"
+#include "plugin.h"
 #include "proxy.h"
 #include "request.h"
 #include "worker.h"
@@ -101,12 +102,16 @@ void sl_conn_free(struct sl_conn *c)
     free(c);
 }
 
+static void log_request(struct sl_conn *c);
+
 static void release(struct sl_conn *c)
 {
     if (c->state == SL_CONN_CLOSED)
         return;
     if (c->up != NULL)
         sl_proxy_detach(c);
+    if (c->state == SL_CONN_ACTIVE || c->state == SL_CONN_TUNNEL)
+        log_request(c);     /* aborted: the log phase still runs */
     c->state = SL_CONN_CLOSED;
     event_del(&c->rev);
     event_del(&c->wev);
@@ -233,11 +238,11 @@ bool sl_conn_close_if_idle(struct sl_conn *c)
     return true;
 }
 
-static void log_request(struct sl_conn *c)
+static void access_log(struct sl_conn *c)
 {
     struct sl_req *r = &c->req;
     struct sl_head *h = r->head;
-    if (h == NULL || c->w->alog.fd < 0)
+    if (c->w->alog.fd < 0)
         return;
     struct sl_access_entry e = {
         .request_id = r->id,
@@ -254,6 +259,22 @@ static void log_request(struct sl_conn *c)
         .host_len = r->host_len,
     };
     sl_accesslog_add(&c->w->alog, &e);
+}
+
+/* The end of a request's life, whichever way it ended (answered, failed,
+ * aborted): the log phase runs exactly once, then the access log. */
+static void log_request(struct sl_conn *c)
+{
+    struct sl_req *r = &c->req;
+    if (r->head == NULL || r->logged)
+        return;
+    r->logged = true;
+    if (r->chain != NULL) {
+        if (r->chain->n[SL_PHASE_LOG] > 0)
+            sl_chain_run(r->chain, SL_PHASE_LOG, c);
+        sl_chain_request_done(r->chain, c);
+    }
+    access_log(c);
 }
 
 void sl_conn_request_done(struct sl_conn *c)
@@ -277,6 +298,45 @@ void sl_conn_request_done(struct sl_conn *c)
         process_input(c);
 }
 
+/* The body of a local reply: a plugin's (sl_api_respond), or a short text
+ * naming the status. */
+static const char *reply_body(struct sl_req *r, int status, char *buf, size_t len,
+                              size_t *blen)
+{
+    if (r->local_status == status) {
+        *blen = r->local_body_len;
+        return r->local_body ? r->local_body : "";
+    }
+    int n = snprintf(buf, len, "%d %s\n", status, sl_status_reason(status));
+    *blen = (size_t)n;
+    return buf;
+}
+
+static int append_reply_head(struct sl_conn *c, int status, size_t blen, bool close_after)
+{
+    struct sl_req *r = &c->req;
+    struct sl_buf *out = &c->out;
+    int minor = r->head != NULL ? r->head->http_minor : 1;
+    int rc = sl_buf_printf(out, "HTTP/1.%d %d %s\r\nServer: sluice\r\nDate: %s\r\n",
+                           minor == 0 ? 0 : 1, status, sl_status_reason(status),
+                           sl_worker_http_date(c->w));
+    bool has_type = false;
+    for (size_t i = 0; i < r->resp_headers.n; i++) {
+        const struct sl_header *hd = &r->resp_headers.v[i];
+        if (sl_is_hop_by_hop(hd) || sl_name_is(hd, "content-length", 14))
+            continue;
+        has_type |= sl_name_is(hd, "content-type", 12);
+        rc |= sl_buf_printf(out, "%.*s: %.*s\r\n", (int)hd->name_len, hd->name,
+                            (int)hd->value_len, hd->value);
+    }
+    if (!has_type && blen > 0)
+        rc |= sl_buf_append_str(out, "Content-Type: text/plain\r\n");
+    rc |= sl_buf_printf(out, "Content-Length: %zu\r\n%s\r\n", blen,
+                        close_after ? "Connection: close\r\n"
+                        : (minor == 0 ? "Connection: keep-alive\r\n" : ""));
+    return rc;
+}
+
 void sl_conn_reply(struct sl_conn *c, int status, bool close_after)
 {
     struct sl_req *r = &c->req;
@@ -284,30 +344,37 @@ void sl_conn_reply(struct sl_conn *c, int status, bool close_after)
         release(c);
         return;
     }
-    const char *reason = sl_status_reason(status);
-    char body[96];
-    int blen = snprintf(body, sizeof body, "%d %s\n", status, reason);
+    r->status = status;
+    /* Local replies pass through the response phase too, so a plugin that
+     * adds headers to every answer (CORS, request ids) sees them all. */
+    if (r->chain != NULL && r->chain->n[SL_PHASE_RESPONSE_HEADERS] > 0 && !r->in_reply_phase) {
+        r->in_reply_phase = true;
+        if (sl_chain_run(r->chain, SL_PHASE_RESPONSE_HEADERS, c) == SL_ACTION_RESPOND) {
+            memset(&r->resp_headers, 0, sizeof r->resp_headers);
+            status = r->status = r->local_status;
+        } else if (r->status != status) {
+            status = r->status;     /* a plugin changed it */
+        }
+    }
+    char text[96];
+    size_t blen;
+    const char *body = reply_body(r, status, text, sizeof text, &blen);
     /* Unread body bytes would be taken for the next request: close. */
     if (!r->keep_alive || (r->has_body && !r->body_done) || c->w->draining)
         close_after = true;
-    r->status = status;
     r->resp_started = true;
     r->resp_done = true;
     r->local = true;
-    int minor = r->head != NULL ? r->head->http_minor : 1;
-    sl_buf_printf(&c->out,
-                  "HTTP/1.%d %d %s\r\nServer: sluice\r\nDate: %s\r\n"
-                  "Content-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n",
-                  minor == 0 ? 0 : 1, status, reason, sl_worker_http_date(c->w), blen,
-                  close_after ? "Connection: close\r\n"
-                  : (minor == 0 ? "Connection: keep-alive\r\n" : ""));
-    if (!r->is_head)
-        sl_buf_append(&c->out, body, (size_t)blen);
-    r->bytes_sent = sl_buf_len(&c->out);
+    size_t before = sl_buf_len(&c->out);
+    if (append_reply_head(c, status, blen, close_after) < 0 ||
+        (!r->is_head && sl_buf_append(&c->out, body, blen) < 0)) {
+        release(c);
+        return;
+    }
+    r->bytes_sent = sl_buf_len(&c->out) - before;
     if (close_after) {
         r->keep_alive = false;
-        if (r->head != NULL)
-            log_request(c);
+        log_request(c);
         sl_conn_close_after_flush(c);
         return;
     }

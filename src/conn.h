@@ -90,6 +90,7 @@ struct sl_req {
     size_t method_len;
     bool head_sent;                     /* request head built for upstream: no more rewrites */
     bool logged;                        /* log phase and access log done */
+    bool in_reply_phase;                /* response phase of a local reply running */
     int local_status;                   /* a plugin's local reply (sl_api_respond), 0 if none */
     const char *local_body;
     size_t local_body_len;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "plugin_load.h"
 
 static _Atomic(struct sl_gen *) current;
 static atomic_uint_fast64_t next_id = 1;
@@ -15,6 +16,14 @@ static pthread_mutex_t swap_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void gen_free(struct sl_gen *g)
 {
+    if (g->route_chains != NULL)
+        for (size_t i = 0; i < g->cfg->nroutes; i++)
+            sl_chain_fini(&g->route_chains[i]);
+    free(g->route_chains);
+    sl_chain_fini(&g->global_chain);
+    for (size_t i = 0; i < g->nplugins; i++)
+        sl_plugin_free(g->plugins[i]);
+    free(g->plugins);
     sl_router_free(g->router);
     free(g->upstreams);
     free(g->backends);
@@ -22,8 +31,38 @@ static void gen_free(struct sl_gen *g)
     free(g);
 }
 
+/* One chain per route, built once here so no request ever sorts. */
+static int build_chains(struct sl_gen *g)
+{
+    if (g->nplugins == 0)
+        return 0;
+    const struct sl_config *cfg = g->cfg;
+    if (sl_chain_build(&g->global_chain, g->plugins, g->nglobal_plugins, NULL, 0, NULL, 0) < 0)
+        return -1;
+    g->route_chains = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *g->route_chains);
+    if (g->route_chains == NULL)
+        return -1;
+    size_t next = g->nglobal_plugins;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct sl_route_conf *r = &cfg->routes[i];
+        if (sl_chain_build(&g->route_chains[i], g->plugins, g->nglobal_plugins,
+                           g->plugins + next, r->nplugins, r->plugins, r->nplugins) < 0)
+            return -1;
+        next += r->nplugins;
+    }
+    return 0;
+}
+
+const struct sl_chain *sl_gen_chain(const struct sl_gen *g, const struct sl_route_conf *route)
+{
+    if (g->route_chains == NULL)
+        return NULL;
+    return route != NULL ? &g->route_chains[route - g->cfg->routes] : &g->global_chain;
+}
+
 struct sl_gen *sl_gen_new(struct sl_config *cfg, char *err, size_t errlen)
 {
+    err[0] = '\0';
     struct sl_gen *g = calloc(1, sizeof *g);
     if (g == NULL) {
         sl_config_free(cfg);
@@ -65,6 +104,12 @@ struct sl_gen *sl_gen_new(struct sl_config *cfg, char *err, size_t errlen)
         }
     }
     g->nupstreams = cfg->nupstreams;
+    if (sl_plugins_load(g, err, errlen) < 0 || build_chains(g) < 0) {
+        if (err[0] == '\0')
+            snprintf(err, errlen, "out of memory");
+        gen_free(g);
+        return NULL;
+    }
     return g;
 }
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "config-t.h"
+#include "plugin.h"
 #include "router.h"
 #include "upstream.h"
 
@@ -21,6 +22,11 @@ struct sl_gen {
     size_t nupstreams;
     struct sl_backend *backends;    /* owned: every backend of every upstream */
     size_t nbackends;
+    struct sl_plugin **plugins;     /* owned: every loaded instance, global then per route */
+    size_t nplugins;
+    size_t nglobal_plugins;         /* the first nglobal_plugins of plugins */
+    struct sl_chain global_chain;   /* requests without a route (404s) */
+    struct sl_chain *route_chains;  /* owned array, parallel to cfg->routes; NULL without plugins */
 };
 
 /* Builds a generation around cfg, taking ownership of it (it is freed on
@@ -45,6 +51,11 @@ struct sl_gen *sl_gen_acquire(void);
 /* Borrowed peek at the current generation, for a cheap "has it changed?"
  * test on the request path. Never dereference the result without a ref. */
 const struct sl_gen *sl_gen_peek(void);
+
+/* The plugin chain for a request on route (NULL: no route), or NULL when
+ * the generation has no plugins at all, so the request path can skip every
+ * plugin hook with one test. */
+const struct sl_chain *sl_gen_chain(const struct sl_gen *g, const struct sl_route_conf *route);
 
 /* The runtime upstream a route leads to. */
 struct sl_upstream *sl_gen_route_upstream(struct sl_gen *g,

@@ -5,7 +5,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "api.h"
 #include "conn.h"
 #include "log.h"
 #include "worker.h"
@@ -137,9 +136,13 @@ int sl_chain_run(const struct sl_chain *ch, enum sl_phase phase, struct sl_conn 
                      sl_phase_name(phase), c->req.id, err[0] ? err : "error");
             if (phase == SL_PHASE_LOG || p->on_error == SL_ON_ERROR_CONTINUE)
                 continue;
+            /* Fail closed. Set directly: sl_api_respond refuses once the
+             * request went upstream, but a failing response phase must
+             * still turn the answer into a 500. */
             static const char body[] = "500 Internal Server Error\n";
-            c->req.local_status = 0;
-            sl_api_respond(c, 500, body, sizeof body - 1);
+            c->req.local_status = 500;
+            c->req.local_body = body;
+            c->req.local_body_len = sizeof body - 1;
             return SL_ACTION_RESPOND;
         }
         if (rc == SL_ACTION_RESPOND && phase != SL_PHASE_LOG)

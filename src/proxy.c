@@ -421,7 +421,8 @@ static void up_fail(struct sl_upconn *u, enum fail_kind kind, int err)
         return;
     }
     sl_buf_fini(&carry);
-    SL_INFO("request %s: upstream %s: %s", r->id, r->backend_name ? r->backend_name : "-",
+    if (r->local_status == 0)
+        SL_INFO("request %s: upstream %s: %s", r->id, r->backend_name ? r->backend_name : "-",
             kind == FAIL_TIMEOUT ? "response timed out"
             : kind == FAIL_PROTOCOL ? "malformed response"
             : kind == FAIL_TRUNCATED ? "closed mid-response"
@@ -439,6 +440,13 @@ static void up_fail(struct sl_upconn *u, enum fail_kind kind, int err)
         sl_conn_flush(c);
         if (c->state != SL_CONN_CLOSED)
             sl_conn_abort(c);
+        return;
+    }
+    if (r->local_status != 0) {
+        /* A plugin's response phase failed: its 500 replaces the origin's
+         * answer, none of whose fields may leak into it. */
+        memset(&r->resp_headers, 0, sizeof r->resp_headers);
+        sl_conn_reply(c, r->local_status, false);
         return;
     }
     sl_conn_reply(c, status_for(kind), false);

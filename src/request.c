@@ -6,6 +6,7 @@
 #include "conn.h"
 #include "gen.h"
 #include "headers.h"
+#include "plugin.h"
 #include "proxy.h"
 #include "router.h"
 #include "worker.h"
@@ -199,6 +200,10 @@ static int on_head(void *owner)
     r->idempotent = is_idempotent(h->method);
     r->upgrade = h->upgrade && h->method != HTTP_CONNECT && !r->has_body;
     int status = check_request(c);
+    r->chain = sl_gen_chain(c->w->gen, r->route);
+    if (status == 0 && r->chain != NULL && r->chain->n[SL_PHASE_REQUEST_HEADERS] > 0 &&
+        sl_chain_run(r->chain, SL_PHASE_REQUEST_HEADERS, c) == SL_ACTION_RESPOND)
+        status = r->local_status;
     if (status != 0) {
         sl_conn_reply(c, status, false);
         return c->state == SL_CONN_ACTIVE || c->state == SL_CONN_IDLE ? 0 : -1;

@@ -3,6 +3,7 @@
 
 #include "conn.h"
 #include "headers.h"
+#include "plugin.h"
 #include "proxy.h"
 #include "proxy_head.h"
 #include "response.h"
@@ -46,6 +47,11 @@ static int on_head(void *owner)
     }
     r->status = h->status;
     sl_hlist_view(&r->resp_headers, h->headers, h->nheaders);
+    /* A failing response phase (on_error: fail) makes the whole answer a
+     * 500: refusing the head lets the proxy drop this response. */
+    if (r->chain != NULL && r->chain->n[SL_PHASE_RESPONSE_HEADERS] > 0 &&
+        sl_chain_run(r->chain, SL_PHASE_RESPONSE_HEADERS, c) == SL_ACTION_RESPOND)
+        return -1;
     if (c->w->draining)
         r->keep_alive = false;
     r->framing = choose_framing(r, h, false);

@@ -29,7 +29,7 @@ OPT_REL   := -O2 -g
 OPT_ASAN  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LIBS       = $(PKG_LIBS) -lpthread
 
-CORE_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))
+CORE_SRCS   := $(filter-out src/main.c src/lua_%.c,$(wildcard src/*.c))
 ORIGIN_SRCS := $(wildcard src/origin/*.c)
 LLHTTP_C    := api.c http.c llhttp.c
 

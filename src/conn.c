@@ -160,8 +160,86 @@ void sl_conn_close_after_flush(struct sl_conn *c)
         sl_conn_flush(c);
 }
 
+static int materialize_spans(struct sl_conn *c)
+{
+    for (size_t i = 0; i < c->nspans; i++)
+        if (sl_buf_append(&c->out, c->spans[i].iov_base, c->spans[i].iov_len) < 0)
+            return -1;
+    c->nspans = 0;
+    return 0;
+}
+
+int sl_conn_add_span(struct sl_conn *c, const char *p, size_t n)
+{
+    if (c->nspans == sizeof c->spans / sizeof c->spans[0] && materialize_spans(c) < 0) {
+        release(c);
+        return -1;
+    }
+    c->spans[c->nspans++] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
+    return 0;
+}
+
+void sl_conn_drop_spans(struct sl_conn *c)
+{
+    c->nspans = 0;
+}
+
+/* One writev for the buffered bytes and the spans behind them; whatever
+ * the socket does not take is copied into out, so no span outlives the
+ * call. Returns 1 when the socket is full, 0 when all went, -1 on error. */
+static int write_spans(struct sl_conn *c)
+{
+    struct iovec iov[1 + sizeof c->spans / sizeof c->spans[0]];
+    int n = 0;
+    size_t total = 0;
+    if (sl_buf_len(&c->out) > 0)
+        iov[n++] = (struct iovec){.iov_base = sl_buf_head(&c->out), .iov_len = sl_buf_len(&c->out)};
+    for (size_t i = 0; i < c->nspans; i++)
+        iov[n++] = c->spans[i];
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    ssize_t w;
+    do
+        w = writev(c->fd, iov, n);
+    while (w < 0 && errno == EINTR);
+    if (w < 0 && errno != EAGAIN)
+        return -1;
+    size_t done = w > 0 ? (size_t)w : 0;
+    c->bytes_written += done;
+    size_t from_out = done < sl_buf_len(&c->out) ? done : sl_buf_len(&c->out);
+    sl_buf_consume(&c->out, from_out);
+    done -= from_out;
+    size_t i = 0;
+    while (i < c->nspans && done >= c->spans[i].iov_len)
+        done -= c->spans[i++].iov_len;
+    for (; i < c->nspans; i++) {
+        if (sl_buf_append(&c->out, (char *)c->spans[i].iov_base + done,
+                          c->spans[i].iov_len - done) < 0)
+            return -1;
+        done = 0;
+    }
+    c->nspans = 0;
+    return (size_t)(w > 0 ? w : 0) < total ? 1 : 0;
+}
+
 int sl_conn_flush(struct sl_conn *c)
 {
+    if (c->nspans > 0) {
+        int rc = write_spans(c);
+        if (rc < 0) {
+            SL_DEBUG("conn %s: write failed: %s", c->peer, strerror(errno));
+            release(c);
+            return -1;
+        }
+        if (rc == 1) {
+            if (!c->wev_pending) {
+                event_add(&c->wev, NULL);
+                c->wev_pending = true;
+            }
+            arm_timer(c, timeouts(c)->send_ms);
+            return 0;
+        }
+    }
     while (sl_buf_len(&c->out) > 0) {
         ssize_t n = write(c->fd, sl_buf_head(&c->out), sl_buf_len(&c->out));
         if (n > 0) {

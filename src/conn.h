@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <event2/event_struct.h>
 
@@ -129,6 +130,8 @@ struct sl_conn {
     char peer[64];                      /* client address text */
     uint64_t nrequests;
     uint64_t bytes_written;             /* to the socket, over the connection's life */
+    struct iovec spans[8];              /* borrowed body bytes queued after out (see sl_conn_add_span) */
+    size_t nspans;
     TAILQ_ENTRY(sl_conn) link;
 };
 
@@ -138,6 +141,16 @@ struct sl_conn *sl_conn_new(struct sl_worker *w, int fd, const struct sockaddr *
 
 /* Queues bytes for the client and writes what the socket takes now. */
 int sl_conn_send(struct sl_conn *c, const void *p, size_t n);
+
+/* Queues n borrowed bytes after the output buffer without copying them:
+ * relayed response bodies go from the upstream's input buffer straight to
+ * the client socket. The bytes must stay valid until the next
+ * sl_conn_flush, which writes them or copies what the socket did not take.
+ * Returns 0, or -1 when the connection failed. */
+int sl_conn_add_span(struct sl_conn *c, const char *p, size_t n);
+
+/* Forgets queued spans (their response is being taken back). */
+void sl_conn_drop_spans(struct sl_conn *c);
 
 /* Writes queued bytes; arms the write event when the socket is full.
  * Returns 0, or -1 when the connection failed (it is then closed). */

@@ -431,6 +431,7 @@ static void up_fail(struct sl_upconn *u, enum fail_kind kind, int err)
         /* Nothing of this response reached the socket yet (the head and
          * the bad bytes came in one read): take it back and say 502. */
         c->out.end = c->out.start + r->resp_mark_len;
+        sl_conn_drop_spans(c);
         r->resp_started = false;
         r->bytes_sent = 0;
     }

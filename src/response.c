@@ -79,7 +79,9 @@ static int on_body(void *owner, const char *p, size_t n)
         rc |= sl_buf_append(&c->out, "\r\n", 2);
         r->bytes_sent += sl_buf_len(&c->out) - before - n;
     } else {
-        rc = sl_buf_append(&c->out, p, n);
+        /* p points into the upstream's input, which stays put until the
+         * client is flushed after this read: no copy. */
+        rc = sl_conn_add_span(c, p, n);
     }
     r->bytes_sent += n;
     return rc < 0 ? -1 : 0;

@@ -46,6 +46,8 @@ PIDS=()            # every process this script started and has not reaped
 FAILED=0           # something did not run, or a proxy misbehaved
 declare -A RES     # RES[metric.proxy.size] = figure, or INVALID
 declare -A NOTE    # NOTE[proxy] = what went wrong with it
+declare -A RPS P99 CPU  # RPS[proxy] = req/s of each wrk round so far, space-separated
+declare -A BROKEN  # BROKEN[proxy] set: a round failed; no more rounds for it
 
 # Messages name files where they will be once the run is over.
 say()  { local m="$*"; [[ -n $OUT ]] && m=${m//"$OUT"/$SHOW}; printf '%s\n' "$m"; }
@@ -66,7 +68,6 @@ cleanup() {
     PIDS=()
     publish
 }
-trap cleanup EXIT
 
 # The tree is shared: someone may run `make clean` or rebuild while the
 # benchmark runs. So the binaries are measured from a copy taken at the start,
@@ -74,7 +75,7 @@ trap cleanup EXIT
 # copied to build/bench.
 publish() {
     [[ -n $OUT && -d $OUT ]] || return 0
-    rm -rf "$OUT/bin"
+    rm -rf "${OUT:?}/bin"
     local out=$OUT
     OUT=""   # from here on, messages name the temp dir as it is
     if rm -rf "$SHOW" && mkdir -p "$SHOW" && cp -a "$out/." "$SHOW/"; then
@@ -83,7 +84,6 @@ publish() {
         warn "could not copy the results to $SHOW; they stay in $out"
     fi
 }
-trap 'warn "interrupted"; exit 1' INT TERM
 
 forget() {
     local keep=() p
@@ -134,9 +134,8 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-pin() {  # pin CPU: prefix for a command when BENCH_PIN=1
-    if [[ $PIN == 1 ]]; then echo "taskset -c $1"; fi
-}
+PIN0=()   # command prefixes placing the proxy (CPU 0) and origin, wrk (CPU 1)
+PIN1=()
 
 # wait_ready PID PORT SECONDS: the proxy (or origin) on PORT answers /size/1
 # from our origin. One request reaches the server when it succeeds; a refused
@@ -162,7 +161,7 @@ wait_ready() {
 ORIGIN_NAME=bench-$$
 start_origin() {
     ORIGIN_PORT=$(free_port)
-    $(pin 1) "$ORIGIN" --listen "127.0.0.1:$ORIGIN_PORT" --name "$ORIGIN_NAME" \
+    "${PIN1[@]}" "$ORIGIN" --listen "127.0.0.1:$ORIGIN_PORT" --name "$ORIGIN_NAME" \
         >"$OUT/origin.log" 2>&1 &
     ORIGIN_PID=$!
     PIDS+=("$ORIGIN_PID")
@@ -222,6 +221,11 @@ stop_proxy() {  # stop_proxy NAME SECONDS: clean stop, so callgrind writes its f
 
 # --- arithmetic -----------------------------------------------------------
 
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {  # cpu_ticks PID: utime + stime of the whole process, in ticks
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null
+}
+
 median() {  # median of the arguments (numbers); empty when there are none
     printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
         if (NR == 0) exit
@@ -241,14 +245,17 @@ per_request() {  # per_request X1 X2: (X2 - X1) / (N2 - N1)
 # --- 1. throughput ----------------------------------------------------------
 
 # wrk_round NAME PORT SIZE LABEL: one wrk run. Appends the req/s and p99 to
-# RPS_<NAME> / P99_<NAME>, or marks NAME broken.
+# RPS[NAME] / P99[NAME], or marks NAME broken.
 wrk_round() {
     local name=$1 port=$2 size=$3 label=$4
     local f=$OUT/wrk.$name.$size.$label.txt d=$DURATION
     [[ $label == warmup ]] && d=2
-    $(pin 1) timeout $((d + 30)) wrk -t1 -c"$CONNS" -d"${d}s" --timeout 5s \
+    local t0 t1
+    t0=$(cpu_ticks "$PROXY_PID_OF_ROUND")
+    "${PIN1[@]}" timeout $((d + 30)) wrk -t1 -c"$CONNS" -d"${d}s" --timeout 5s \
         --latency "http://127.0.0.1:$port/size/$size" >"$f" 2>&1
     local rc=$?
+    t1=$(cpu_ticks "$PROXY_PID_OF_ROUND")
     local rps p99 non2xx sockerr total
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$f")
     total=$(awk '/requests in/ { print $1 }' "$f")
@@ -260,12 +267,18 @@ wrk_round() {
     sockerr=$(awk '/Socket errors:/ { n = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) n += $i; print n }' "$f")
     non2xx=${non2xx:-0}
     sockerr=${sockerr:-0}
-    printf '  %-6s %-8s %-7s %10s req/s  p99 %8s ms  requests %s  non-2xx %s  socket errors %s\n' \
-        "$name" "$size" "$label" "${rps:--}" "${p99:--}" "${total:--}" "$non2xx" "$sockerr"
+    # CPU time the server under test spent (user + system, all threads) per
+    # request: less sensitive than req/s to what else runs on the machine.
+    local cpu
+    cpu=$(awk -v a="$t0" -v b="$t1" -v n="$total" -v hz="$CLK_TCK" 'BEGIN {
+        if (a == "" || b == "" || n + 0 == 0) print "-"; else printf "%.1f", (b - a) * 1e6 / hz / n }')
+    printf '  %-6s %-8s %-7s %10s req/s  p99 %8s ms  %6s us CPU/req  requests %s  non-2xx %s  socket errors %s\n' \
+        "$name" "$size" "$label" "${rps:--}" "${p99:--}" "$cpu" "${total:--}" "$non2xx" "$sockerr"
     [[ $label == warmup ]] && { check_round "$name" "$f" "$rc" "$rps" "$non2xx" "$sockerr"; return; }
     if check_round "$name" "$f" "$rc" "$rps" "$non2xx" "$sockerr"; then
-        eval "RPS_$name+=(\"\$rps\")"
-        eval "P99_$name+=(\"\$p99\")"
+        RPS[$name]+="$rps "
+        P99[$name]+="$p99 "
+        CPU[$name]+="$cpu "
     fi
 }
 
@@ -300,17 +313,17 @@ throughput() {
     local name size r
     declare -A PORT PID
     for name in "${PROXIES[@]}"; do
-        start_proxy "$name" "$name.wrk" $(pin 0) || { BROKEN[$name]=1; continue; }
+        start_proxy "$name" "$name.wrk" "${PIN0[@]}" || { BROKEN[$name]=1; continue; }
         PORT[$name]=$PROXY_PORT
         PID[$name]=$PROXY_PID
     done
     for size in "${SIZES[@]}"; do
         say "-- /size/$size"
         PROXY_PID_OF_ROUND=$ORIGIN_PID
-        RPS_origin=() P99_origin=()
+        RPS=() P99=() CPU=()
         wrk_round origin "$ORIGIN_PORT" "$size" direct
-        RES[rps.origin.$size]=$(median "${RPS_origin[@]}")
-        RPS_sluice=() P99_sluice=() RPS_nginx=() P99_nginx=()
+        RES[rps.origin.$size]=${RPS[origin]:-}
+        RES[rps.origin.$size]=${RES[rps.origin.$size]% }
         for r in warmup $(seq 1 "$ROUNDS"); do
             for name in "${PROXIES[@]}"; do
                 [[ -n ${BROKEN[$name]:-} ]] && continue
@@ -322,9 +335,16 @@ throughput() {
             if [[ -n ${BROKEN[$name]:-} ]]; then
                 RES[rps.$name.$size]=INVALID
                 RES[p99.$name.$size]=INVALID
+                RES[cpu.$name.$size]=INVALID
             else
-                eval "RES[rps.\$name.\$size]=\$(median \"\${RPS_$name[@]}\")"
-                eval "RES[p99.\$name.\$size]=\$(median \"\${P99_$name[@]}\")"
+                # shellcheck disable=SC2086 # the lists split on purpose
+                RES[rps.$name.$size]=$(median ${RPS[$name]:-})
+                # shellcheck disable=SC2086
+                RES[rounds.$name.$size]=$(printf '%.0f ' ${RPS[$name]:-})
+                # shellcheck disable=SC2086
+                RES[p99.$name.$size]=$(median ${P99[$name]:-})
+                # shellcheck disable=SC2086
+                RES[cpu.$name.$size]=$(median ${CPU[$name]:-})
             fi
         done
     done
@@ -378,8 +398,8 @@ instructions() {
             for name in "${PROXIES[@]}"; do
                 local m=ir${variant:+_$variant}
                 ir1="" ir2=""
-                callgrind_run "$name" "$size" "$N1" $variant && ir1=$CG_IR &&
-                    callgrind_run "$name" "$size" "$N2" $variant && ir2=$CG_IR
+                callgrind_run "$name" "$size" "$N1" ${variant:+"$variant"} && ir1=$CG_IR &&
+                    callgrind_run "$name" "$size" "$N2" ${variant:+"$variant"} && ir2=$CG_IR
                 if [[ -z $ir1 || -z $ir2 ]]; then
                     FAILED=1
                     RES[$m.$name.$size]=INVALID
@@ -422,7 +442,7 @@ profile() {
         }
         END { for (k in b) printf "%.1f\t%s\n", (b[k] - a[k]) / (n2 - n1), line[k] }' \
         "$f1.annotate.txt" "$f2.annotate.txt" | sort -t$'\t' -k1,1rg | head -15 |
-        awk -F'\t' '{ printf "  %10s  %s\n", $1, $2 }'
+        awk -F'\t' '{ printf "  %10s  %s\n", $1, $2 }' | sed "s|$OUT/bin/|build/|g"
 }
 
 # --- 3. system calls per request (strace) ------------------------------------
@@ -438,7 +458,7 @@ strace_window() {
     local spid=$! i threads
     PIDS+=("$spid")
     # -p with -f attaches every thread; wait until each is reported attached.
-    threads=$(ls "/proc/$PROXY_PID/task" | wc -l)
+    threads=$(awk '/^Threads:/ { print $2 }' "/proc/$PROXY_PID/status")
     for ((i = 0; i < 100; i++)); do
         (($(grep -c attached "$f.err") >= threads)) && break
         sleep 0.1
@@ -510,8 +530,14 @@ row() {  # row LABEL METRIC SIZE TARGET_RATIO CMP ("ge": higher is better, "le":
 
 summary() {
     {
-        say "sluice benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted src/'), build/sluice of $BUILT"
-        say "machine: $(nproc) CPUs, $(uname -r), load average at start $LOAD0; $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(valgrind --version)"
+        local rev
+        if rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+            git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || rev="$rev + uncommitted changes in src/"
+        else
+            rev="not a git checkout"
+        fi
+        say "sluice benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $rev, build/sluice of $BUILT"
+        say "machine: $(nproc) CPUs, $(uname -r), load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(valgrind --version)"
         say "wrk: -t1 -c$CONNS -d${DURATION}s, $ROUNDS interleaved rounds, median; pinning: $([[ $PIN == 1 ]] && echo 'proxy on CPU 0, origin+wrk on CPU 1' || echo none)"
         say "callgrind/strace: $WARMUP warm-up, then N1=$N1 / N2=$N2 requests on one keep-alive connection"
         say ""
@@ -521,12 +547,16 @@ summary() {
             label=$([[ $size == 100 ]] && echo "100 B" || echo "16 KiB")
             row "req/s, $label" rps "$size" 1.0 ge
             row "p99 latency ms, $label" p99 "$size" "" info
+            row "CPU us/req (wrk), $label" cpu "$size" "" info
             row "instructions/req, $label" ir "$size" 0.8 le
             [[ -n ${RES[ir_norep.sluice.$size]:-} ]] &&
                 row "  same, no rep movsb" ir_norep "$size" 0.8 le
             row "syscalls/req, $label" sys "$size" 1.0 le
         done
         say ""
+        for size in "${SIZES[@]}"; do
+            say "req/s of each round, /size/$size: sluice ${RES[rounds.sluice.$size]:--}| nginx ${RES[rounds.nginx.$size]:--}"
+        done
         for size in "${SIZES[@]}"; do
             say "origin alone (wrk straight at sluice-origin, one round), /size/$size: ${RES[rps.origin.$size]:--} req/s"
         done
@@ -543,6 +573,9 @@ summary() {
 # Sourced (to try a function by hand): define everything, run nothing.
 [[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
 
+trap cleanup EXIT
+trap 'warn "interrupted"; exit 1' INT TERM
+
 for tool in wrk nginx valgrind callgrind_annotate strace python3 taskset timeout; do
     command -v "$tool" >/dev/null || die "$tool is not installed (make deps-bench installs the bench tools)"
 done
@@ -553,15 +586,19 @@ if [[ $PIN == auto ]]; then
     PIN=0
     (($(nproc) >= 2)) && taskset -c 0,1 true 2>/dev/null && PIN=1
 fi
+if [[ $PIN == 1 ]]; then
+    PIN0=(taskset -c 0)
+    PIN1=(taskset -c 1)
+fi
 
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX") || die "cannot make a temp dir"
 mkdir -p "$OUT/bin"
 SLUICE=$OUT/bin/sluice
 ORIGIN=$OUT/bin/sluice-origin
-cp "$SLUICE_SRC" "$SLUICE" && cp "$ORIGIN_SRC" "$ORIGIN" || die "cannot copy the binaries"
+cp "$SLUICE_SRC" "$SLUICE" || die "cannot copy $SLUICE_SRC"
+cp "$ORIGIN_SRC" "$ORIGIN" || die "cannot copy $ORIGIN_SRC"
 BUILT=$(date -u -r "$SLUICE_SRC" '+%Y-%m-%d %H:%M UTC')
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-declare -A BROKEN
 START=$SECONDS
 
 start_origin

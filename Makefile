@@ -17,7 +17,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 # Debian 12 packages, installed by `make deps` only when absent.
 DEB_BUILD := gcc make pkg-config libevent-dev libyaml-dev libluajit2-5.1-dev node-llhttp
 DEB_TEST  := lua-busted luajit2 lua-socket
-DEB_BENCH := nginx-light libnginx-mod-http-lua haproxy wrk valgrind
+DEB_BENCH := nginx-light libnginx-mod-http-lua haproxy wrk valgrind strace python3 util-linux
 
 PKGS      := libevent yaml-0.1
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

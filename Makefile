@@ -22,14 +22,19 @@ DEB_BENCH := nginx-light libnginx-mod-http-lua haproxy wrk valgrind strace pytho
 PKGS      := libevent yaml-0.1
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LUA_CFLAGS = $(shell pkg-config --cflags luajit 2>/dev/null)
+LUA_LIBS   = $(shell pkg-config --libs luajit 2>/dev/null)
+# Lua plugins reach the core through LuaJIT FFI: the binary exports exactly
+# the sl_ffi_* functions (quoted so the shell does not glob the pattern).
+LUA_LDFLAGS := '-Wl,--export-dynamic-symbol=sl_ffi_*'
 
 WARN      := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wvla
-BASEFLAGS  = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -pthread -MMD -MP -Isrc -I$(LLHTTP_INC) $(PKG_CFLAGS)
+BASEFLAGS  = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -pthread -MMD -MP -Isrc -I$(LLHTTP_INC) $(PKG_CFLAGS) $(LUA_CFLAGS)
 OPT_REL   := -O2 -g
 OPT_ASAN  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LIBS       = $(PKG_LIBS) -lpthread
 
-CORE_SRCS   := $(filter-out src/main.c src/lua_%.c,$(wildcard src/*.c))
+CORE_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))
 ORIGIN_SRCS := $(wildcard src/origin/*.c)
 LLHTTP_C    := api.c http.c llhttp.c
 
@@ -46,10 +51,10 @@ all: $(BUILD)/sluice $(BUILD)/sluice-origin
 asan: $(BUILD)/asan/sluice
 
 $(BUILD)/sluice: $(REL_OBJS) $(LLHTTP_REL)
-	$(CC) $(OPT_REL) -pthread -o $@ $^ $(LIBS)
+	$(CC) $(OPT_REL) -pthread $(LUA_LDFLAGS) -o $@ $^ $(LIBS) $(LUA_LIBS)
 
 $(BUILD)/asan/sluice: $(ASAN_OBJS) $(LLHTTP_ASAN)
-	$(CC) $(OPT_ASAN) -pthread -o $@ $^ $(LIBS)
+	$(CC) $(OPT_ASAN) -pthread $(LUA_LDFLAGS) -o $@ $^ $(LIBS) $(LUA_LIBS)
 
 $(BUILD)/sluice-origin: $(ORIGIN_OBJS) $(LLHTTP_REL)
 	$(CC) $(OPT_REL) -pthread -o $@ $^ $(LIBS)
@@ -127,6 +132,9 @@ install: all
 	install -m 755 $(BUILD)/sluice $(DESTDIR)$(PREFIX)/bin/sluice
 	install -m 755 $(BUILD)/sluice-origin $(DESTDIR)$(PREFIX)/bin/sluice-origin
 	install -m 644 conf/sluice.yaml $(DESTDIR)$(PREFIX)/share/sluice/conf/sluice.yaml
+	install -d $(DESTDIR)$(PREFIX)/share/sluice/lua/sluice $(DESTDIR)$(PREFIX)/share/sluice/plugins-lua
+	install -m 644 lua/sluice/*.lua $(DESTDIR)$(PREFIX)/share/sluice/lua/sluice/
+	cp -R plugins-lua/. $(DESTDIR)$(PREFIX)/share/sluice/plugins-lua/
 
 clean:
 	rm -rf $(BUILD) spec/.results

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "gen.h"
 #include "log.h"
+#include "lua_vm.h"
 #include "worker.h"
 
 #define SL_VERSION "0.1.0"
@@ -182,19 +183,26 @@ int main(int argc, char **argv)
     struct sl_config *cfg = load(&o);
     if (cfg == NULL)
         return 1;
-    if (o.test) {
-        fprintf(stderr, "sluice: configuration %s is valid\n", o.config ? o.config : "(quick mode)");
-        sl_config_free(cfg);
-        return 0;
-    }
-    sl_log_set_level(cfg->log.level);
     int nworkers = cfg->workers;
-    char err[256];
-    struct sl_gen *gen = sl_gen_new(cfg, err, sizeof err);
-    if (gen == NULL) {
+    char err[1024];
+    if (sl_lua_init(nworkers, err, sizeof err) < 0) {
         fprintf(stderr, "sluice: %s\n", err);
+        sl_config_free(cfg);
         return 1;
     }
+    /* -t builds the whole generation, plugins included, exactly as a start
+     * would, and throws it away. */
+    struct sl_gen *gen = sl_gen_new(cfg, err, sizeof err);
+    if (gen == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (o.test) {
+        fprintf(stderr, "sluice: configuration %s is valid\n", o.config ? o.config : "(quick mode)");
+        sl_gen_unref(gen);
+        return 0;
+    }
+    sl_log_set_level(gen->cfg->log.level);
     sl_gen_publish(gen);
 
     signal(SIGPIPE, SIG_IGN);

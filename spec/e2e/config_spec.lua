@@ -360,11 +360,13 @@ describe("sluice -t on the plugin sections", function()
     end)
   end
 
+  -- -t loads every plugin named, so this uses the fixture plugins.
   it("accepts global plugins, route plugins and overrides and exits 0", function()
-    local path, code, lines = check_yaml(BASE .. [=[
+    local fixtures = os.getenv("PWD") .. "/spec/fixtures/plugins"
+    local path, code, lines = check_yaml((BASE .. [=[
   api:
     backends: [127.0.0.1:9002]
-plugin_paths: [plugins-lua, /opt/sluice/plugins, ./more]
+plugin_paths: [FIXTURES, /opt/sluice/plugins, ./more]
 limits: {max_body_buffer: 64k}
 plugins:
   - request-id
@@ -375,11 +377,12 @@ plugins:
     memory_limit_mb: 32
     config:
       header: X-Api-Key
-      keys: [k1, "k2", 3]
+      keys: [k1, "k2", "3"]
+      ids: [1, 2, 3]
       hide: true
       ratio: 0.5
       nothing: ~
-      nested: {list: [{a: 1}, [x, y]]}
+      nested: {list: [{a: 1}, {a: 2}]}
   - {name: cors, enabled: false}
 routes:
   - path: /public
@@ -398,7 +401,7 @@ routes:
   - path: /
     upstream: app
     plugins: []
-]=])
+]=]):gsub("FIXTURES", fixtures))
     assert.are.same({ "sluice: configuration " .. path .. " is valid" }, lines)
     assert.are.equal(0, code)
   end)

@@ -1,0 +1,146 @@
+-- lua/sluice/base.lua: what every API module shares: the C functions
+-- (src/lua_ffi.c, reached through LuaJIT FFI), scratch out-parameters, the
+-- state of the hook being run, and argument and phase checks.
+--
+-- Trusted code only: plugin code never sees this module, the ffi module, a
+-- C function or a cdata value. API modules cache what they need from here
+-- as upvalues, so a hook that calls sluice.request.get_header() runs a
+-- compiled trace with one C call and one string copy, and allocates
+-- nothing else.
+--
+-- Tests replace this module's only dependency: put a table with cdef, C,
+-- new and string (ffi's subset used here) in package.loaded.ffi before the
+-- first require (spec/unit/lua_api_spec.lua does).
+
+local ffi = require "ffi"
+
+local error, type, tostring = error, type, tostring
+
+local M = {}
+
+ffi.cdef [[
+int sl_ffi_method(const char **p, size_t *n);
+int sl_ffi_path(const char **p, size_t *n);
+int sl_ffi_query(const char **p, size_t *n);
+int sl_ffi_client_addr(const char **p, size_t *n);
+int sl_ffi_request_id(const char **p, size_t *n);
+int sl_ffi_set_method(const char *p, size_t n);
+int sl_ffi_set_path(const char *p, size_t n);
+int sl_ffi_set_query(const char *p, size_t n);
+int sl_ffi_header_get(int side, const char *name, size_t nlen, size_t index,
+                      const char **p, size_t *n);
+int sl_ffi_header_count(int side);
+int sl_ffi_header_at(int side, size_t i, const char **name, size_t *nlen,
+                     const char **value, size_t *vlen);
+int sl_ffi_header_set(int side, const char *name, size_t nlen,
+                      const char *value, size_t vlen);
+int sl_ffi_header_add(int side, const char *name, size_t nlen,
+                      const char *value, size_t vlen);
+int sl_ffi_header_remove(int side, const char *name, size_t nlen);
+int sl_ffi_status(void);
+int sl_ffi_set_status(int status);
+int sl_ffi_respond(int status, const char *body, size_t len);
+int sl_ffi_body_get(int side, const char **p, size_t *n);
+int sl_ffi_body_set(int side, const char *p, size_t n);
+int sl_ffi_ctx_get(const char *key, size_t klen, const char **p, size_t *n);
+int sl_ffi_ctx_set(const char *key, size_t klen, const char *value, size_t vlen);
+int sl_ffi_log(int level, const char *plugin, const char *msg, size_t len);
+int sl_ffi_log_enabled(int level);
+double sl_ffi_now_ms(void);
+]]
+
+M.C = ffi.C
+M.new = ffi.new
+M.string = ffi.string
+
+-- Return codes of the sl_ffi_* functions (src/api.h, src/lua_ffi.h).
+M.OK = 0
+M.NOT_FOUND = 1
+M.EINVAL = -1
+M.ENOMEM = -2
+M.EPHASE = -3
+M.ENOREQ = -100
+
+-- Header sides (enum sl_api_side).
+M.REQUEST = 0
+M.RESPONSE = 1
+
+-- Phases: the numbers are enum sl_phase's (src/plugin.h); init is ours.
+M.REQUEST_HEADERS = 0
+M.REQUEST_BODY = 1
+M.BALANCER = 2
+M.RESPONSE_HEADERS = 3
+M.RESPONSE_BODY = 4
+M.LOG = 5
+M.INIT = 6
+
+M.PHASE_NAMES = {
+  [0] = "request_headers", "request_body", "balancer",
+  "response_headers", "response_body", "log", "init",
+}
+
+-- Sets of phases, for check_phase().
+M.IN_REQUEST = { [0] = true, true, true, true, true, true }
+M.REQUEST_PHASES = { [0] = true, true, true }
+M.RESPONSE_PHASES = { [3] = true, [4] = true, [5] = true }
+
+-- The state of the hook being run, set by sluice.plugin_host.
+M.phase = nil           -- a phase number while a hook runs, nil otherwise
+M.plugin_name = "?"     -- this VM's plugin (one VM per plugin instance)
+M.body_request = false  -- the plugin declared body = { request = true }
+M.body_response = false
+M.exited = false        -- sluice.response.exit() was called in this hook
+
+-- The error sluice.response.exit() raises to end the hook; the host
+-- recognises it (with M.exited) and answers "respond".
+M.EXIT = "sluice: response.exit"
+
+-- Scratch out-parameters. One hook runs at a time in a VM, and every user
+-- copies what it needs (ffi.string) before the next C call.
+M.pp = ffi.new("const char *[1]")
+M.pn = ffi.new("size_t[1]")
+M.pp2 = ffi.new("const char *[1]")
+M.pn2 = ffi.new("size_t[1]")
+
+-- check_phase(set, fname) raises, blaming the plugin's call site, unless a
+-- hook in one of the phases of set is running. Call it (and arg_error) as a
+-- statement from the function the plugin called, or from a helper that
+-- function tail-calls.
+function M.check_phase(set, fname)
+  local ph = M.phase
+  if not set[ph] then
+    if ph == nil then
+      error(fname .. ": not available outside a plugin hook", 3)
+    end
+    error(fname .. ": not available in the " .. M.PHASE_NAMES[ph] .. " phase", 3)
+  end
+end
+
+-- arg_error(fname, n, expected, v) raises "bad argument" at the plugin's
+-- call site.
+function M.arg_error(fname, n, expected, v)
+  error(fname .. ": bad argument #" .. n .. " (" .. expected .. " expected, got "
+        .. type(v) .. ")", 3)
+end
+
+-- fail(fname, rc, what) turns a C return code into the Lua convention:
+-- misuse (a bad value, the wrong phase, no request) raises at the plugin's
+-- call site ("invalid <what>"); a runtime failure (out of memory) returns
+-- nil, message. Always tail-call it (`return fail(...)`) from the function
+-- the plugin called: its error level counts on that frame being gone.
+function M.fail(fname, rc, what)
+  if rc == M.ENOMEM then
+    return nil, "out of memory"
+  elseif rc == M.EINVAL then
+    error(fname .. ": invalid " .. (what or "argument"), 2)
+  elseif rc == M.EPHASE then
+    local ph = M.phase
+    error(fname .. ": not available " .. (ph and ("in the " .. M.PHASE_NAMES[ph] .. " phase")
+          or "outside a plugin hook"), 2)
+  elseif rc == M.ENOREQ then
+    error(fname .. ": not available outside a request", 2)
+  end
+  return nil, "error " .. tostring(rc)
+end
+
+return M

@@ -1,0 +1,56 @@
+-- lua/sluice/log.lua: sluice.log, lines in sluice's error log prefixed
+-- with "plugin NAME:" and, during a request, followed by its id. The
+-- arguments are turned into strings (tostring) and joined without a
+-- separator, like ngx.log; nothing is formatted when the level is off.
+
+local base = require "sluice.base"
+
+local C = base.C
+
+local select, tostring, type = select, tostring, type
+local concat = table.concat
+
+local M = {}
+
+-- Levels of src/config-t.h (enum sl_log_level).
+local ERR, WARN, INFO, DEBUG = 0, 1, 2, 3
+
+local parts = {}
+
+local function emit(level, ...)
+  if C.sl_ffi_log_enabled(level) == 0 then return end
+  local n = select("#", ...)
+  local msg
+  if n == 1 then
+    msg = ...
+    if type(msg) ~= "string" then msg = tostring(msg) end
+  else
+    for i = 1, n do
+      local v = select(i, ...)
+      parts[i] = type(v) == "string" and v or tostring(v)
+    end
+    msg = concat(parts, "", 1, n)
+    for i = 1, n do parts[i] = nil end
+  end
+  C.sl_ffi_log(level, base.plugin_name, msg, #msg)
+end
+
+--- err(...), warn(...), info(...), debug(...): one log line at that level.
+function M.err(...) return emit(ERR, ...) end
+function M.warn(...) return emit(WARN, ...) end
+function M.info(...) return emit(INFO, ...) end
+function M.debug(...) return emit(DEBUG, ...) end
+
+local LEVELS = { err = ERR, error = ERR, warn = WARN, info = INFO, debug = DEBUG }
+
+--- is_enabled(level) -> whether lines at level ("err", "warn", "info",
+--- "debug") are written; lets a plugin skip building a costly message.
+function M.is_enabled(level)
+  local l = LEVELS[level]
+  if l == nil then
+    error("sluice.log.is_enabled: bad argument #1 (one of err, warn, info, debug expected)", 2)
+  end
+  return C.sl_ffi_log_enabled(l) ~= 0
+end
+
+return M

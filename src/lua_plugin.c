@@ -1,0 +1,427 @@
+#include "lua_plugin.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "conn.h"
+#include "log.h"
+#include "lua_ffi.h"
+#include "lua_vm.h"
+#include "worker.h"
+
+#define SOURCE_MAX  (16u << 20)     /* a bigger plugin file is refused */
+#define RETRY_MS    1000            /* a worker VM that failed to open is retried after this */
+
+/* One worker's VM of an instance; only that worker touches it. */
+struct lua_slot {
+    struct sl_lua_vm vm;
+    int64_t retry_at_ms;            /* after a failed open: not before this */
+    char *failure;                  /* owned: why the last open failed */
+};
+
+/* What sl_lua_plugin_load read, shared read-only by the slots. */
+struct lua_impl {
+    char *text;                     /* owned: the file's content, NUL-terminated */
+    size_t len;
+    char *config_file;              /* owned; NULL when none */
+    uint64_t hash;                  /* FNV-1a of text: reloads compare it */
+    struct lua_slot *slots;         /* owned: one per worker */
+    size_t nslots;
+};
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3u;
+    }
+    return h;
+}
+
+/* --- finding and reading the file ------------------------------------------------ */
+
+/* dir as the config means it: relative to the config file's directory. */
+static void resolve_dir(char *out, size_t outlen, const char *config_file, const char *dir)
+{
+    const char *slash = config_file ? strrchr(config_file, '/') : NULL;
+    if (dir[0] == '/' || config_file == NULL)
+        snprintf(out, outlen, "%s", dir);
+    else if (slash == NULL)
+        snprintf(out, outlen, "%s", dir);
+    else
+        snprintf(out, outlen, "%.*s/%s", (int)(slash - config_file), config_file, dir);
+}
+
+static bool is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Fills path with the plugin's file. Returns 0, or SL_LUA_NOT_FOUND with
+ * the places looked at in err. */
+static int find_file(const char *name, const char *const *paths, size_t npaths,
+                     const char *config_file, char *path, size_t pathlen, char *err,
+                     size_t errlen)
+{
+    char dir[PATH_MAX];
+    for (size_t i = 0; i < npaths; i++) {
+        resolve_dir(dir, sizeof dir, config_file, paths[i]);
+        snprintf(path, pathlen, "%s/%s.lua", dir, name);
+        if (is_file(path))
+            return 0;
+        snprintf(path, pathlen, "%s/%s/handler.lua", dir, name);
+        if (is_file(path))
+            return 0;
+    }
+    size_t used = (size_t)snprintf(err, errlen, "plugin %s: no %s.lua or %s/handler.lua in",
+                                   name, name, name);
+    for (size_t i = 0; i < npaths && used < errlen; i++) {
+        resolve_dir(dir, sizeof dir, config_file, paths[i]);
+        used += (size_t)snprintf(err + used, errlen - used, "%s %s", i ? "," : "", dir);
+    }
+    if (npaths == 0 && used < errlen)
+        snprintf(err + used, errlen - used, " any directory (plugin_paths is empty)");
+    return SL_LUA_NOT_FOUND;
+}
+
+/* Reads path whole. Returns the text (owned, NUL-terminated) or NULL with
+ * a message. */
+static char *read_source(const char *path, size_t *len, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    char *text = NULL;
+    if (fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    } else if ((uint64_t)st.st_size > SOURCE_MAX) {
+        snprintf(err, errlen, "%s: larger than %u MiB", path, SOURCE_MAX >> 20);
+    } else if ((text = malloc((size_t)st.st_size + 1)) == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+    } else {
+        size_t n = 0, want = (size_t)st.st_size;
+        while (n < want) {
+            ssize_t r = read(fd, text + n, want - n);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                snprintf(err, errlen, "%s: %s", path, r < 0 ? strerror(errno) : "changed while read");
+                free(text);
+                text = NULL;
+                break;
+            }
+            n += (size_t)r;
+        }
+        if (text != NULL) {
+            text[n] = '\0';
+            *len = n;
+        }
+    }
+    close(fd);
+    return text;
+}
+
+/* --- loading ----------------------------------------------------------------------- */
+
+static void impl_free(struct lua_impl *im)
+{
+    if (im == NULL)
+        return;
+    for (size_t i = 0; i < im->nslots; i++) {
+        sl_lua_vm_close(&im->slots[i].vm);
+        free(im->slots[i].failure);
+    }
+    free(im->slots);
+    free(im->text);
+    free(im->config_file);
+    free(im);
+}
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* Reads path and loads it in a throwaway VM, which validates everything.
+ * Returns the impl (without slots) and fills meta, or NULL with err. */
+static struct lua_impl *impl_load(const char *path, const struct sl_plugin_conf *conf,
+                                  const char *config_file, struct sl_lua_meta *meta,
+                                  char *err, size_t errlen)
+{
+    struct lua_impl *im = calloc(1, sizeof *im);
+    if (im == NULL) {
+        snprintf(err, errlen, "plugin %s: out of memory", conf->name);
+        return NULL;
+    }
+    im->text = read_source(path, &im->len, err, errlen);
+    if (im->text == NULL) {
+        impl_free(im);
+        return NULL;
+    }
+    im->hash = fnv1a(im->text, im->len);
+    struct sl_lua_source src = { .path = path, .text = im->text, .len = im->len };
+    struct sl_lua_vm vm;
+    if (sl_lua_vm_open(&vm, &src, conf, config_file, meta, err, errlen) < 0) {
+        impl_free(im);
+        return NULL;
+    }
+    sl_lua_vm_close(&vm);
+    return im;
+}
+
+/* The plugin around im (taking it over, also on failure), or NULL on OOM. */
+static struct sl_plugin *plugin_new(const struct sl_plugin_conf *conf, const char *path,
+                                    const char *config_file, struct lua_impl *im,
+                                    struct sl_lua_meta *meta)
+{
+    size_t nworkers = (size_t)sl_lua_nworkers();
+    struct sl_plugin *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        impl_free(im);
+        return NULL;
+    }
+    p->kind = &sl_lua_kind;
+    p->impl = im;
+    p->conf = conf;
+    p->on_error = conf->on_error;
+    p->priority = conf->has_priority ? conf->priority : meta->priority;
+    p->phases = meta->phases;
+    p->body = meta->body;
+    p->name = xstrdup(conf->name);
+    p->version = meta->version ? xstrdup(meta->version) : strdup("0");
+    p->source = strdup(path);
+    p->stats = calloc(nworkers, sizeof *p->stats);
+    p->nstats = nworkers;
+    im->config_file = xstrdup(config_file);
+    im->slots = calloc(nworkers, sizeof *im->slots);
+    im->nslots = nworkers;
+    if (p->name == NULL || p->version == NULL || p->source == NULL || p->stats == NULL ||
+        im->slots == NULL || (config_file != NULL && im->config_file == NULL)) {
+        sl_plugin_free(p);          /* frees im through the kind */
+        return NULL;
+    }
+    return p;
+}
+
+int sl_lua_plugin_load(const struct sl_plugin_conf *conf, const char *const *paths,
+                       size_t npaths, const char *config_file, struct sl_plugin **out,
+                       char *err, size_t errlen)
+{
+    char path[PATH_MAX + 64];
+    *out = NULL;
+    if (sl_lua_dir() == NULL && sl_lua_init(sl_lua_nworkers(), err, errlen) < 0)
+        return -1;
+    int rc = find_file(conf->name, paths, npaths, config_file, path, sizeof path, err, errlen);
+    if (rc != 0)
+        return rc;
+    struct sl_lua_meta meta;
+    struct lua_impl *im = impl_load(path, conf, config_file, &meta, err, errlen);
+    if (im == NULL)
+        return -1;
+    *out = plugin_new(conf, path, config_file, im, &meta);
+    sl_lua_meta_fini(&meta);
+    if (*out == NULL) {
+        snprintf(err, errlen, "plugin %s: out of memory", conf->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- per-worker VMs ------------------------------------------------------------- */
+
+static int open_slot(struct sl_plugin *p, struct lua_slot *s, char *err, size_t errlen)
+{
+    struct lua_impl *im = p->impl;
+    struct sl_lua_source src = { .path = p->source, .text = im->text, .len = im->len };
+    if (sl_lua_vm_open(&s->vm, &src, p->conf, im->config_file, NULL, err, errlen) < 0) {
+        free(s->failure);
+        s->failure = strdup(err);
+        return -1;
+    }
+    free(s->failure);
+    s->failure = NULL;
+    return 0;
+}
+
+/* This worker's slot, its VM open; NULL with a message in err. */
+static struct lua_slot *worker_slot(struct sl_plugin *p, struct sl_conn *c, char *err,
+                                    size_t errlen)
+{
+    struct lua_impl *im = p->impl;
+    size_t id = (size_t)c->w->id;
+    if (id >= im->nslots) {
+        snprintf(err, errlen, "worker %zu has no Lua VM slot (sl_lua_init was told %zu workers)",
+                 id, im->nslots);
+        return NULL;
+    }
+    struct lua_slot *s = &im->slots[id];
+    if (s->vm.L != NULL)
+        return s;
+    /* A VM that fails to open (init raising, out of memory) would fail
+     * the same way on every request: try again at most once a second. */
+    int64_t now = sl_worker_now_ms(c->w);
+    if (s->failure != NULL && now < s->retry_at_ms) {
+        snprintf(err, errlen, "VM unavailable: %s", s->failure);
+        return NULL;
+    }
+    if (open_slot(p, s, err, errlen) < 0) {
+        s->retry_at_ms = now + RETRY_MS;
+        return NULL;
+    }
+    SL_DEBUG("plugin %s: Lua VM created on worker %zu", p->name, id);
+    return s;
+}
+
+int sl_lua_plugin_prepare(struct sl_plugin *p, int worker, char *err, size_t errlen)
+{
+    struct lua_impl *im = p->impl;
+    if (worker < 0 || (size_t)worker >= im->nslots) {
+        snprintf(err, errlen, "plugin %s: no VM slot for worker %d", p->name, worker);
+        return -1;
+    }
+    struct lua_slot *s = &im->slots[worker];
+    return s->vm.L != NULL ? 0 : open_slot(p, s, err, errlen);
+}
+
+/* The per-request key of the hook's ctx table. A request id is
+ * (worker << 48) ^ serial in 16 hex digits (request.c): its low 48 bits
+ * are the worker's request serial, unique among the worker's requests
+ * (a VM only sees its own worker's) and exact in a double. */
+static lua_Number request_key(const struct sl_conn *c)
+{
+    const char *id = c->req.id;
+    uint64_t v = 0;
+    for (int i = 4; i < 16 && id[i] != '\0'; i++) {
+        char ch = id[i];
+        v = v << 4 | (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+    }
+    return (lua_Number)v;
+}
+
+static void copy_message(lua_State *L, int idx, const char *fallback, char *err, size_t errlen)
+{
+    const char *msg = lua_tostring(L, idx);
+    snprintf(err, errlen, "%s", msg ? msg : fallback);
+}
+
+/* Host codes: see host.call in lua/sluice/plugin_host.lua. */
+enum { HOST_CONTINUE = 0, HOST_RESPOND = 1, HOST_ERROR = -1, HOST_BUDGET = -2 };
+
+static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c,
+                           char *err, size_t errlen, bool *budget)
+{
+    struct lua_slot *s = worker_slot(p, c, err, errlen);
+    if (s == NULL)
+        return SL_ACTION_ERROR;
+    lua_State *L = s->vm.L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->vm.call_ref);
+    lua_pushinteger(L, phase);
+    lua_pushnumber(L, request_key(c));
+    struct sl_conn *prev = sl_ffi_enter(c);
+    int rc = lua_pcall(L, 2, 2, 0);
+    sl_ffi_leave(prev);
+
+    int action = SL_ACTION_ERROR;
+    if (rc != 0) {
+        /* Only the host itself can fail here (it catches plugin errors):
+         * out of memory outside a budget check, mostly. */
+        *budget = rc == LUA_ERRMEM;
+        if (rc == LUA_ERRMEM)
+            snprintf(err, errlen, "budget exceeded: memory: the VM's heap is full");
+        else
+            copy_message(L, -1, "error in the plugin host", err, errlen);
+    } else {
+        switch ((int)lua_tointeger(L, -2)) {
+        case HOST_CONTINUE:
+            action = SL_ACTION_CONTINUE;
+            break;
+        case HOST_RESPOND:
+            action = SL_ACTION_RESPOND;
+            break;
+        case HOST_BUDGET:
+            *budget = true;
+            copy_message(L, -1, "budget exceeded", err, errlen);
+            break;
+        default:
+            copy_message(L, -1, "error", err, errlen);
+            break;
+        }
+    }
+    lua_settop(L, 0);
+    return action;
+}
+
+static void lua_plugin_request_done(struct sl_plugin *p, struct sl_conn *c)
+{
+    struct lua_impl *im = p->impl;
+    size_t id = (size_t)c->w->id;
+    if (id >= im->nslots || im->slots[id].vm.L == NULL)
+        return;
+    struct lua_slot *s = &im->slots[id];
+    lua_State *L = s->vm.L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->vm.done_ref);
+    lua_pushnumber(L, request_key(c));
+    if (lua_pcall(L, 1, 0, 0) != 0)
+        SL_WARN("plugin %s: dropping the context of request %s: %s", p->name, c->req.id,
+                lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+    lua_settop(L, 0);
+}
+
+int sl_lua_plugin_has_changed(const struct sl_plugin *p)
+{
+    const struct lua_impl *im = p->impl;
+    char err[256];
+    size_t len = 0;
+    char *text = read_source(p->source, &len, err, sizeof err);
+    if (text == NULL)
+        return 1;
+    int changed = len != im->len || fnv1a(text, len) != im->hash || memcmp(text, im->text, len) != 0;
+    free(text);
+    return changed;
+}
+
+int sl_lua_plugin_live_requests(struct sl_plugin *p, int worker)
+{
+    struct lua_impl *im = p->impl;
+    if (worker < 0 || (size_t)worker >= im->nslots || im->slots[worker].vm.L == NULL)
+        return 0;
+    lua_State *L = im->slots[worker].vm.L;
+    int n = 0;
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_getfield(L, -1, "sluice.plugin_host");
+    lua_getfield(L, -1, "live");
+    if (lua_isfunction(L, -1) && lua_pcall(L, 0, 1, 0) == 0)
+        n = (int)lua_tointeger(L, -1);
+    lua_settop(L, 0);
+    return n;
+}
+
+/* Runs when the generation goes: no worker uses the instance any more, so
+ * whichever thread drops the last reference may close every VM. */
+static void lua_plugin_release(struct sl_plugin *p)
+{
+    impl_free(p->impl);
+    p->impl = NULL;
+}
+
+const struct sl_plugin_kind sl_lua_kind = {
+    .name = "lua",
+    .call = lua_plugin_call,
+    .release = lua_plugin_release,
+    .request_done = lua_plugin_request_done,
+};

@@ -1,0 +1,395 @@
+#include "lua_vm.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "lua_ffi.h"
+
+static char lua_dir[PATH_MAX];
+static bool lua_dir_found;
+static int nworkers;
+
+/* --- process setup ------------------------------------------------------------- */
+
+static bool has_host(const char *dir)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/sluice/plugin_host.lua", dir);
+    return access(path, R_OK) == 0;
+}
+
+static bool use_dir(const char *dir)
+{
+    char real[PATH_MAX];
+    if (realpath(dir, real) == NULL || !has_host(real))
+        return false;
+    snprintf(lua_dir, sizeof lua_dir, "%s", real);
+    lua_dir_found = true;
+    return true;
+}
+
+static int find_lua_dir(char *err, size_t errlen)
+{
+    const char *env = getenv("SLUICE_LUA_PATH");
+    if (env != NULL && env[0] != '\0') {
+        if (use_dir(env))
+            return 0;
+        snprintf(err, errlen, "SLUICE_LUA_PATH=%s: no sluice/plugin_host.lua there", env);
+        return -1;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        static const char *const rel[] = { "../lua", "../../lua", "../share/sluice/lua" };
+        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+            char dir[PATH_MAX + 32];
+            snprintf(dir, sizeof dir, "%s/%s", exe, rel[i]);
+            if (use_dir(dir))
+                return 0;
+        }
+    }
+#ifdef SL_LUA_DIR
+    if (use_dir(SL_LUA_DIR))
+        return 0;
+#endif
+    snprintf(err, errlen, "cannot find the Lua API directory (sluice/plugin_host.lua) next to "
+             "the binary; set SLUICE_LUA_PATH to the lua/ directory of sluice");
+    return -1;
+}
+
+int sl_lua_init(int workers, char *err, size_t errlen)
+{
+    if (workers <= 0) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = ncpu > 0 ? (int)ncpu : 1;
+    }
+    nworkers = workers;
+    if (lua_dir_found)
+        return 0;
+    return find_lua_dir(err, errlen);
+}
+
+const char *sl_lua_dir(void)
+{
+    return lua_dir_found ? lua_dir : NULL;
+}
+
+int sl_lua_nworkers(void)
+{
+    return nworkers;
+}
+
+/* --- the config tree ------------------------------------------------------------- */
+
+static void push_position(lua_State *L, const struct sl_value *v)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, v->line);
+    lua_setfield(L, -2, "line");
+    lua_pushinteger(L, v->col);
+    lua_setfield(L, -2, "col");
+}
+
+/* Pushes v as a Lua value and, above it, its positions: { line, col,
+ * fields = { key = positions } } for a map, { line, col, items = { ... } }
+ * for a list. A null is host.null (at null_idx); an integer becomes a
+ * number (exact up to 2^53). Raises on OOM (run under lua_cpcall). */
+static void push_value(lua_State *L, const struct sl_value *v, int null_idx)
+{
+    luaL_checkstack(L, 8, "config nested too deeply");
+    switch (v->kind) {
+    case SL_VALUE_NULL:
+        lua_pushvalue(L, null_idx);
+        break;
+    case SL_VALUE_BOOL:
+        lua_pushboolean(L, v->b);
+        break;
+    case SL_VALUE_INT:
+        lua_pushnumber(L, (lua_Number)v->i);
+        break;
+    case SL_VALUE_NUMBER:
+        lua_pushnumber(L, v->d);
+        break;
+    case SL_VALUE_STRING:
+        lua_pushlstring(L, v->s ? v->s : "", v->len);
+        break;
+    case SL_VALUE_LIST:
+    case SL_VALUE_MAP: {
+        bool map = v->kind == SL_VALUE_MAP;
+        int n = v->n > INT_MAX ? INT_MAX : (int)v->n;
+        lua_createtable(L, map ? 0 : n, map ? n : 0);  /* value */
+        push_position(L, v);                            /* positions */
+        lua_createtable(L, map ? 0 : n, map ? n : 0);  /* children's positions */
+        for (int i = 0; i < n; i++) {
+            push_value(L, &v->items[i], null_idx);      /* value, position */
+            if (map) {
+                lua_setfield(L, -3, v->keys[i]);
+                lua_setfield(L, -4, v->keys[i]);
+            } else {
+                lua_rawseti(L, -3, i + 1);
+                lua_rawseti(L, -4, i + 1);
+            }
+        }
+        lua_setfield(L, -2, map ? "fields" : "items");
+        return;
+    }
+    }
+    push_position(L, v);
+}
+
+/* --- the heap ------------------------------------------------------------------ */
+
+/* Only the thread running the VM allocates in it: plain counters. */
+struct sl_lua_heap {
+    size_t used;
+    size_t cap;
+};
+
+static void *heap_alloc(void *ud, void *p, size_t osize, size_t nsize)
+{
+    struct sl_lua_heap *h = ud;
+    if (nsize == 0) {
+        free(p);
+        h->used -= osize;
+        return NULL;
+    }
+    /* LuaJIT passes osize 0 (not the block size) for a new block. Growing
+     * past the cap fails: LuaJIT raises "not enough memory", which the
+     * budget turns into the memory kill. Shrinking always succeeds. */
+    if (nsize > osize && h->used - osize + nsize > h->cap)
+        return NULL;
+    void *q = realloc(p, nsize);
+    if (q == NULL && nsize > osize)
+        return NULL;
+    /* A shrink that realloc could not do keeps the old block; LuaJIT now
+     * believes it has nsize bytes, and will free it as such. */
+    h->used = h->used - osize + nsize;
+    return q != NULL ? q : p;
+}
+
+static lua_State *new_state(const struct sl_plugin_conf *conf, struct sl_lua_heap **heap)
+{
+    size_t mb = conf->memory_limit_mb > 0 ? (size_t)conf->memory_limit_mb : 4096;
+    *heap = calloc(1, sizeof **heap);
+    if (*heap == NULL)
+        return NULL;
+    (*heap)->cap = (mb * 2 + 16) << 20;
+    lua_State *L = lua_newstate(heap_alloc, *heap);
+    if (L != NULL)
+        return L;
+    free(*heap);
+    *heap = NULL;
+    return luaL_newstate();
+}
+
+size_t sl_lua_vm_heap_bytes(const struct sl_lua_vm *vm)
+{
+    return vm->heap ? vm->heap->used : 0;
+}
+
+/* --- opening a VM ------------------------------------------------------------------ */
+
+struct open_args {
+    const struct sl_lua_source *src;
+    const struct sl_plugin_conf *conf;
+    const char *config_file;
+    struct sl_lua_vm *vm;
+    struct sl_lua_meta *meta;
+    char *err;
+    size_t errlen;
+    bool rejected;              /* host.load said no: err holds its message */
+};
+
+static void set_string(lua_State *L, const char *key, const char *value)
+{
+    if (value == NULL)
+        return;
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, key);
+}
+
+static void set_number(lua_State *L, const char *key, lua_Number value)
+{
+    lua_pushnumber(L, value);
+    lua_setfield(L, -2, key);
+}
+
+/* The spec table host.load takes (see lua/sluice/plugin_host.lua). The
+ * host module is at index 1. */
+static void push_spec(lua_State *L, const struct open_args *a)
+{
+    const struct sl_plugin_conf *conf = a->conf;
+    lua_createtable(L, 0, 10);
+    lua_pushlstring(L, a->src->text, a->src->len);
+    lua_setfield(L, -2, "source");
+    set_string(L, "file", a->src->path);
+    set_string(L, "name", conf->name);
+    set_string(L, "config_file", a->config_file);
+    lua_pushboolean(L, conf->has_priority);
+    lua_setfield(L, -2, "has_priority");
+    if (conf->timeout_ms > 0)
+        set_number(L, "timeout_ms", conf->timeout_ms);
+    if (conf->memory_limit_mb > 0)
+        set_number(L, "memory_limit_mb", conf->memory_limit_mb);
+
+    lua_getfield(L, 1, "null");
+    int null_idx = lua_gettop(L);
+    struct sl_value empty = { .kind = SL_VALUE_MAP, .line = conf->line, .col = conf->col };
+    const struct sl_value *cfg = conf->config.kind == SL_VALUE_MAP ? &conf->config : &empty;
+    push_value(L, cfg, null_idx);
+    if (cfg->line == 0) {       /* config absent: point at the plugin entry */
+        lua_pushinteger(L, conf->line);
+        lua_setfield(L, -2, "line");
+        lua_pushinteger(L, conf->col);
+        lua_setfield(L, -2, "col");
+    }
+    lua_setfield(L, null_idx - 1, "positions");
+    lua_setfield(L, null_idx - 1, "config");
+    lua_pop(L, 1);              /* null */
+}
+
+static char *dup_field(lua_State *L, int idx, const char *key)
+{
+    lua_getfield(L, idx, key);
+    size_t n;
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    char *copy = NULL;
+    if (s != NULL && (copy = malloc(n + 1)) != NULL) {
+        memcpy(copy, s, n);
+        copy[n] = '\0';
+    }
+    lua_pop(L, 1);
+    return copy;
+}
+
+static lua_Number number_field(lua_State *L, int idx, const char *key, bool *present)
+{
+    lua_getfield(L, idx, key);
+    *present = lua_type(L, -1) == LUA_TNUMBER;
+    lua_Number v = *present ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 1);
+    return v;
+}
+
+static void read_meta(lua_State *L, int idx, struct sl_lua_meta *m)
+{
+    bool present;
+    memset(m, 0, sizeof *m);
+    m->name = dup_field(L, idx, "name");
+    m->version = dup_field(L, idx, "version");
+    m->priority = (int)number_field(L, idx, "priority", &m->has_priority);
+    m->phases = (uint32_t)number_field(L, idx, "phases", &present);
+    m->body = (uint32_t)number_field(L, idx, "body", &present);
+}
+
+/* Everything that may raise (OOM, a broken Lua directory) runs here,
+ * under lua_cpcall. */
+static int open_protected(lua_State *L)
+{
+    struct open_args *a = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    luaL_openlibs(L);
+
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", lua_dir, lua_dir);
+    lua_setfield(L, -2, "path");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_pop(L, 1);
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sluice.plugin_host");
+    lua_call(L, 1, 1);          /* host at 1 */
+    if (!lua_istable(L, 1))
+        return luaL_error(L, "sluice.plugin_host did not return a table");
+
+    lua_getfield(L, 1, "load");
+    push_spec(L, a);
+    lua_call(L, 1, 2);          /* meta, err at 2, 3 */
+    if (lua_isnil(L, 2)) {
+        const char *msg = lua_tostring(L, 3);
+        snprintf(a->err, a->errlen, "%s", msg ? msg : "plugin rejected");
+        a->rejected = true;
+        return 0;
+    }
+    if (a->meta != NULL)
+        read_meta(L, 2, a->meta);
+
+    lua_getfield(L, 1, "call");
+    a->vm->call_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, 1, "done");
+    a->vm->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, 0);
+    return 0;
+}
+
+int sl_lua_vm_open(struct sl_lua_vm *vm, const struct sl_lua_source *src,
+                   const struct sl_plugin_conf *conf, const char *config_file,
+                   struct sl_lua_meta *meta, char *err, size_t errlen)
+{
+    memset(vm, 0, sizeof *vm);
+    if (meta != NULL)
+        memset(meta, 0, sizeof *meta);
+    if (!lua_dir_found) {
+        snprintf(err, errlen, "%s: the Lua plugin support is not initialised (sl_lua_init)",
+                 src->path);
+        return -1;
+    }
+    struct sl_lua_heap *heap;
+    lua_State *L = new_state(conf, &heap);
+    if (L == NULL) {
+        snprintf(err, errlen, "%s: cannot create a Lua VM: out of memory", src->path);
+        return -1;
+    }
+    struct open_args a = {
+        .src = src, .conf = conf, .config_file = config_file, .vm = vm, .meta = meta,
+        .err = err, .errlen = errlen,
+    };
+    /* Loading runs plugin code (the chunk, init): no request is current. */
+    struct sl_conn *prev = sl_ffi_enter(NULL);
+    int rc = lua_cpcall(L, open_protected, &a);
+    sl_ffi_leave(prev);
+    if (rc != 0) {
+        const char *msg = lua_tostring(L, -1);
+        snprintf(err, errlen, "%s: cannot load the plugin: %s", src->path,
+                 rc == LUA_ERRMEM ? "out of memory" : msg ? msg : "error");
+    }
+    if (rc != 0 || a.rejected) {
+        if (meta != NULL)
+            sl_lua_meta_fini(meta);
+        lua_close(L);
+        free(heap);
+        memset(vm, 0, sizeof *vm);
+        return -1;
+    }
+    vm->L = L;
+    vm->heap = heap;
+    return 0;
+}
+
+void sl_lua_vm_close(struct sl_lua_vm *vm)
+{
+    if (vm->L != NULL)
+        lua_close(vm->L);
+    free(vm->heap);
+    memset(vm, 0, sizeof *vm);
+}
+
+void sl_lua_meta_fini(struct sl_lua_meta *meta)
+{
+    free(meta->name);
+    free(meta->version);
+    memset(meta, 0, sizeof *meta);
+}

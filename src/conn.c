@@ -409,8 +409,10 @@ static int append_reply_head(struct sl_conn *c, int status, size_t blen, bool cl
     }
     if (!has_type && blen > 0)
         rc |= sl_buf_append_str(out, "Content-Type: text/plain\r\n");
-    rc |= sl_buf_printf(out, "Content-Length: %zu\r\n%s\r\n", blen,
-                        close_after ? "Connection: close\r\n"
+    /* 204 and 304 carry no body and 204 no Content-Length (RFC 9110 §8.6). */
+    if (status != 204 && status != 304)
+        rc |= sl_buf_printf(out, "Content-Length: %zu\r\n", blen);
+    rc |= sl_buf_printf(out, "%s\r\n", close_after ? "Connection: close\r\n"
                         : (minor == 0 ? "Connection: keep-alive\r\n" : ""));
     return rc;
 }
@@ -437,6 +439,8 @@ void sl_conn_reply(struct sl_conn *c, int status, bool close_after)
     char text[96];
     size_t blen;
     const char *body = reply_body(r, status, text, sizeof text, &blen);
+    if (status == 204 || status == 304)
+        blen = 0;
     /* Unread body bytes would be taken for the next request: close. */
     if (!r->keep_alive || (r->has_body && !r->body_done) || c->w->draining)
         close_after = true;

@@ -8,6 +8,7 @@
 -- what that case caused.
 
 local h = require "spec.helpers"
+local E = require "spec.e2e.support"
 
 local X = string.rep
 
@@ -31,34 +32,10 @@ timeouts:
   keepalive: 1s
 ]]
 
--- Reads one response and checks it is `status` with Connection: close,
--- followed by the close and nothing else. Closes our side too, or a
--- lingering proxy would hold up its own stop.
-local function expect_refusal(conn, status, timeout)
-  local resp, err, partial = conn:read_response { timeout = timeout }
-  assert(resp, "no complete response (" .. tostring(err) .. "), got: "
-    .. tostring(partial and partial.raw or conn.buf))
-  assert.equals(status, resp.status)
-  assert.equals("close", (resp.headers.connection or ""):lower())
-  local rest, rerr = conn:read_all(2)
-  assert(rest, "the connection stayed open after the " .. status .. " (" .. tostring(rerr) .. ")")
-  assert.equals("", rest)
-  conn:close()
-  return resp
-end
-
--- What the origin got, read once the proxy is gone: stopping the proxy
--- closes every upstream connection, so bytes it forwarded without completing
--- a request are logged as a partial instead of sitting in an open socket.
-local function origin_record(proxy, origin)
-  proxy:stop()
-  h.sleep(0.2)
-  return {
-    requests = origin:requests(),
-    partials = origin:partials(),
-    connections = origin:connections(),
-  }
-end
+-- expect_refusal(conn, status, timeout): one response, `status` with
+-- Connection: close, then the close. origin_record(proxy, origin): what the
+-- origin got, read once the proxy is stopped. (spec/e2e/support.lua)
+local expect_refusal, origin_record = E.expect_refusal, E.origin_record
 
 local function assert_origin_untouched(proxy, origin)
   local seen = origin_record(proxy, origin)

@@ -11,6 +11,7 @@
 -- be written to the origin at once, before the rest of the request is read.
 
 local h = require "spec.helpers"
+local E = require "spec.e2e.support"
 
 -- The origin path every case asks for: /echo answers with the raw request it
 -- received, so a request that got through would also be visible to the client.
@@ -19,36 +20,16 @@ local GET = "GET /echo HTTP/1.1\r\nHost: example.test\r\n"
 
 -- Sends raw on a fresh connection and checks the whole answer: exactly one
 -- response with `status` and Connection: close, then the close, with no
--- byte after the response.
+-- byte after the response (E.expect_refusal, which also closes our side).
 local function expect_refusal(port, raw, status)
   local conn = assert(h.connect(port))
   finally(function() conn:close() end)
   assert(conn:send(raw))
-  local resp, err, partial = conn:read_response()
-  assert(resp, "no complete response (" .. tostring(err) .. "), got: "
-    .. tostring(partial and partial.raw or conn.buf))
-  assert.equals(status, resp.status)
-  assert.equals("close", (resp.headers.connection or ""):lower())
-  local rest, rerr = conn:read_all(2)
-  assert(rest, "the connection stayed open after the " .. status .. " (" .. tostring(rerr) .. ")")
-  assert.equals("", rest)
-  -- Closed on our side too, or the proxy would linger on it when stopped.
-  conn:close()
-  return resp
+  return E.expect_refusal(conn, status)
 end
 
--- What the origin got, read once the proxy is gone: stopping the proxy
--- closes every upstream connection, so bytes it forwarded without completing
--- a request are logged as a partial instead of sitting in an open socket.
-local function origin_record(proxy, origin)
-  proxy:stop()
-  h.sleep(0.2)
-  return {
-    requests = origin:requests(),
-    partials = origin:partials(),
-    connections = origin:connections(),
-  }
-end
+-- What the origin got, read once the proxy is stopped (spec/e2e/support.lua).
+local origin_record = E.origin_record
 
 -- Warms the proxy's upstream pool: one request on a connection of its own,
 -- answered in full, leaves an idle upstream connection behind. Returns the

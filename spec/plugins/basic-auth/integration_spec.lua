@@ -6,72 +6,21 @@
 --
 -- Run: busted --lua=luajit spec/plugins/basic-auth/integration_spec.lua
 local h = require "spec.helpers"
+local S = require "spec.plugins.support"
 local mime = require "mime"
 
-local PLUGINS = os.getenv("PWD") .. "/plugins-lua"
-
--- The proxy's configuration: one worker, the origin as the only upstream,
--- the repository's plugins-lua, then `plugins` (the YAML lines of the
--- plugins list). The plugins list starts on line 8.
-local function config(port, origin_port, plugins)
-  return table.concat({
-    "workers: 1",
-    "listen: [127.0.0.1:" .. port .. "]",
-    "upstreams:",
-    "  app:",
-    "    backends: [127.0.0.1:" .. origin_port .. "]",
-    "plugin_paths: [" .. PLUGINS .. "]",
-    "plugins:",
-    plugins,
-  }, "\n") .. "\n"
-end
-
-local function start(origin, plugins)
-  local port = h.free_port()
-  return h.start_proxy { config = config(port, origin.port, plugins), port = port }
-end
-
--- Checks a configuration with `sluice -t -c` and by starting sluice on it;
--- returns the file, and per mode the exit code and the output.
-local function check_bad(plugins)
-  local path = h.write_tmp(config(h.free_port(), 9, plugins))
-  local t_code, t_out = h.run(h.quote(h.bin) .. " -t -c " .. h.quote(path))
-  local s_code, s_out = h.run("timeout 10 " .. h.quote(h.bin) .. " -c " .. h.quote(path))
-  return path, t_code, t_out, s_code, s_out
-end
-
--- The request line and header fields of a raw request (/echo's body).
-local function parse_request(raw)
-  local head = raw:match("^(.-)\r\n\r\n") or raw
-  local req = { headers = {} }
-  for line in (head .. "\r\n"):gmatch("(.-)\r\n") do
-    if not req.line then
-      req.line = line
-    else
-      local name, value = line:match("^([^:]+):%s*(.-)%s*$")
-      local k = name:lower()
-      req.headers[k] = req.headers[k] or {}
-      table.insert(req.headers[k], value)
-    end
-  end
-  return req
-end
+local start, parse_request = S.start, S.parse_request
 
 local function basic(user_pass)
   return "Basic " .. (mime.b64(user_pass))
 end
 
-local seq = 0
+local send_case = S.sender("basic-auth")
 
 -- Sends GET /echo with the fields in hdrs (a list of pairs) and a unique
 -- X-Case; returns the response and the case id.
 local function send(proxy, hdrs)
-  seq = seq + 1
-  local id = "basic-auth-" .. seq
-  local list = { { "X-Case", id } }
-  for _, p in ipairs(hdrs or {}) do list[#list + 1] = p end
-  local resp = assert(h.request(proxy.port, h.build_request("GET", "/echo", list)))
-  return resp, id
+  return send_case(proxy, "GET", "/echo", hdrs)
 end
 
 -- Whether the origin logged the request of case id. An accepted request
@@ -79,15 +28,7 @@ end
 local function origin_got(origin, proxy, id, good)
   local resp, sentinel = send(proxy, { good })
   assert.equal(200, resp.status)
-  h.wait_until(function()
-    for _, raw in ipairs(origin:requests()) do
-      if raw:find("\r\nX-Case: " .. sentinel .. "\r\n", 1, true) then return true end
-    end
-  end)
-  for _, raw in ipairs(origin:requests()) do
-    if raw:find("\r\nX-Case: " .. id .. "\r\n", 1, true) then return true end
-  end
-  return false
+  return S.origin_got_before(origin, id, sentinel)
 end
 
 -- sha256 values from coreutils: printf '%s' PASSWORD | sha256sum
@@ -296,15 +237,7 @@ describe("basic-auth plugin", function()
     }
     for _, c in ipairs(cases) do
       it(c.name .. ", naming file:line:col, plugin and key path (-t and at start)", function()
-        local path, t_code, t_out, s_code, s_out = check_bad(c.plugins)
-        local plain = c.error:find("^%d") ~= nil
-        local want = plain and (path .. ":" .. c.error)
-          or (path:gsub("%p", "%%%0") .. ":%d+:%d+: " .. c.error:gsub("%p", "%%%0"))
-        assert.are_not.equal(0, t_code)
-        assert.truthy(t_out:find(want, 1, plain), t_out)
-        assert.are_not.equal(0, s_code)
-        assert.are_not.equal(124, s_code)
-        assert.truthy(s_out:find(want, 1, plain), s_out)
+        S.assert_config_error(c.plugins, c.error)
       end)
     end
   end)

@@ -5,50 +5,16 @@
 --
 -- Run: busted --lua=luajit spec/plugins/cors/integration_spec.lua
 local h = require "spec.helpers"
+local S = require "spec.plugins.support"
 
-local PLUGINS = os.getenv("PWD") .. "/plugins-lua"
+local start = S.start
 
--- The proxy's configuration: one worker, the origin as the only upstream,
--- the repository's plugins-lua, then `plugins` (the YAML lines of the
--- plugins list). The plugins list starts on line 8.
-local function config(port, origin_port, plugins)
-  return table.concat({
-    "workers: 1",
-    "listen: [127.0.0.1:" .. port .. "]",
-    "upstreams:",
-    "  app:",
-    "    backends: [127.0.0.1:" .. origin_port .. "]",
-    "plugin_paths: [" .. PLUGINS .. "]",
-    "plugins:",
-    plugins,
-  }, "\n") .. "\n"
-end
-
-local function start(origin, plugins)
-  local port = h.free_port()
-  return h.start_proxy { config = config(port, origin.port, plugins), port = port }
-end
-
--- Checks a configuration with `sluice -t -c` and by starting sluice on it;
--- returns the file, and per mode the exit code and the output.
-local function check_bad(plugins)
-  local path = h.write_tmp(config(h.free_port(), 9, plugins))
-  local t_code, t_out = h.run(h.quote(h.bin) .. " -t -c " .. h.quote(path))
-  local s_code, s_out = h.run("timeout 10 " .. h.quote(h.bin) .. " -c " .. h.quote(path))
-  return path, t_code, t_out, s_code, s_out
-end
-
-local seq = 0
+local send_case = S.sender("cors")
 
 -- Sends method /echo with the fields in hdrs (a list of pairs) and a
 -- unique X-Case; returns the response and the case id.
 local function send(proxy, method, hdrs)
-  seq = seq + 1
-  local id = "cors-" .. seq
-  local list = { { "X-Case", id } }
-  for _, p in ipairs(hdrs or {}) do list[#list + 1] = p end
-  local resp = assert(h.request(proxy.port, h.build_request(method, "/echo", list)))
-  return resp, id
+  return send_case(proxy, method, "/echo", hdrs)
 end
 
 -- Whether the origin logged the request of case id. A request sent after
@@ -56,15 +22,7 @@ end
 -- origin never got it.
 local function origin_got(origin, proxy, id)
   local _, sentinel = send(proxy, "GET", { { "Origin", "https://sentinel.example" } })
-  h.wait_until(function()
-    for _, raw in ipairs(origin:requests()) do
-      if raw:find("\r\nX-Case: " .. sentinel .. "\r\n", 1, true) then return true end
-    end
-  end)
-  for _, raw in ipairs(origin:requests()) do
-    if raw:find("\r\nX-Case: " .. id .. "\r\n", 1, true) then return true end
-  end
-  return false
+  return S.origin_got_before(origin, id, sentinel)
 end
 
 local DEFAULT_METHODS = "GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS"
@@ -352,12 +310,7 @@ describe("cors plugin", function()
     }
     for _, c in ipairs(cases) do
       it(c.name .. ", naming file:line:col, plugin and key path (-t and at start)", function()
-        local path, t_code, t_out, s_code, s_out = check_bad("  - name: cors\n    config:\n" .. c.config)
-        assert.are_not.equal(0, t_code)
-        assert.truthy(t_out:find(path .. ":" .. c.error, 1, true), t_out)
-        assert.are_not.equal(0, s_code)
-        assert.are_not.equal(124, s_code)
-        assert.truthy(s_out:find(path .. ":" .. c.error, 1, true), s_out)
+        S.assert_config_error("  - name: cors\n    config:\n" .. c.config, c.error)
       end)
     end
   end)

@@ -5,48 +5,9 @@
 --
 -- Run: busted --lua=luajit spec/plugins/headers/integration_spec.lua
 local h = require "spec.helpers"
+local S = require "spec.plugins.support"
 
-local PLUGINS = os.getenv("PWD") .. "/plugins-lua"
-
--- The proxy's configuration: one worker, the origin as the only upstream,
--- the repository's plugins-lua, then `plugins` (the YAML lines of the
--- plugins list). The plugins list starts on line 8.
-local function config(port, origin_port, plugins)
-  return table.concat({
-    "workers: 1",
-    "listen: [127.0.0.1:" .. port .. "]",
-    "upstreams:",
-    "  app:",
-    "    backends: [127.0.0.1:" .. origin_port .. "]",
-    "plugin_paths: [" .. PLUGINS .. "]",
-    "plugins:",
-    plugins,
-  }, "\n") .. "\n"
-end
-
-local function start(origin, plugins)
-  local port = h.free_port()
-  return h.start_proxy { config = config(port, origin.port, plugins), port = port }
-end
-
--- The request line and header fields of a raw request (/echo's body):
--- headers maps a lower-case name to its values; fields keeps them in order.
-local function parse_request(raw)
-  local head = raw:match("^(.-)\r\n\r\n") or raw
-  local req = { headers = {}, fields = {} }
-  for line in (head .. "\r\n"):gmatch("(.-)\r\n") do
-    if not req.line then
-      req.line = line
-    else
-      local name, value = line:match("^([^:]+):%s*(.-)%s*$")
-      local k = name:lower()
-      req.headers[k] = req.headers[k] or {}
-      table.insert(req.headers[k], value)
-      req.fields[#req.fields + 1] = name .. ": " .. value
-    end
-  end
-  return req
-end
+local start, parse_request = S.start, S.parse_request
 
 -- The values of a response field called name (any case), in order.
 local function values(resp, name)
@@ -55,15 +16,6 @@ local function values(resp, name)
     if f.name:lower() == name:lower() then t[#t + 1] = f.value end
   end
   return t
-end
-
--- Checks a configuration with `sluice -t -c` and by starting sluice on it;
--- returns the file, and per mode the exit code and the output.
-local function check_bad(plugins)
-  local path = h.write_tmp(config(h.free_port(), 9, plugins))
-  local t_code, t_out = h.run(h.quote(h.bin) .. " -t -c " .. h.quote(path))
-  local s_code, s_out = h.run("timeout 10 " .. h.quote(h.bin) .. " -c " .. h.quote(path))
-  return path, t_code, t_out, s_code, s_out
 end
 
 describe("headers plugin", function()
@@ -285,13 +237,7 @@ describe("headers plugin", function()
     }
     for _, c in ipairs(cases) do
       it(c.name .. ", naming file:line:col, plugin and key path (-t and at start)", function()
-        local path, t_code, t_out, s_code, s_out =
-          check_bad("  - name: headers\n    config:\n" .. c.config)
-        assert.are_not.equal(0, t_code)
-        assert.truthy(t_out:find(path .. ":" .. c.error, 1, true), t_out)
-        assert.are_not.equal(0, s_code)
-        assert.are_not.equal(124, s_code)
-        assert.truthy(s_out:find(path .. ":" .. c.error, 1, true), s_out)
+        S.assert_config_error("  - name: headers\n    config:\n" .. c.config, c.error)
       end)
     end
   end)

@@ -151,12 +151,6 @@ static void push_value(lua_State *L, const struct sl_value *v, int null_idx)
 
 /* --- the heap ------------------------------------------------------------------ */
 
-/* Only the thread running the VM allocates in it: plain counters. */
-struct sl_lua_heap {
-    size_t used;
-    size_t cap;
-};
-
 static void *heap_alloc(void *ud, void *p, size_t osize, size_t nsize)
 {
     struct sl_lua_heap *h = ud;
@@ -170,7 +164,7 @@ static void *heap_alloc(void *ud, void *p, size_t osize, size_t nsize)
      * budget turns into the memory kill. Shrinking always succeeds. */
     if (nsize > osize && h->used - osize + nsize > h->cap)
         return NULL;
-    void *q = realloc(p, nsize);
+    void *q = p == NULL ? malloc(nsize) : realloc(p, nsize);
     if (q == NULL && nsize > osize)
         return NULL;
     /* A shrink that realloc could not do keeps the old block; LuaJIT now
@@ -199,6 +193,14 @@ size_t sl_lua_vm_heap_bytes(const struct sl_lua_vm *vm)
     return vm->heap ? vm->heap->used : 0;
 }
 
+bool sl_lua_vm_gc_near_limit(const struct sl_lua_vm *vm)
+{
+    if (vm->mem_near == SIZE_MAX)
+        return false;
+    size_t bytes = (size_t)lua_gc(vm->L, LUA_GCCOUNT, 0) << 10;
+    return bytes + (size_t)lua_gc(vm->L, LUA_GCCOUNTB, 0) >= vm->mem_near;
+}
+
 /* --- opening a VM ------------------------------------------------------------------ */
 
 struct open_args {
@@ -210,6 +212,7 @@ struct open_args {
     char *err;
     size_t errlen;
     bool rejected;              /* host.load said no: err holds its message */
+    int dispatch_ref, check_mem_ref, ctx_slots_ref; /* the host's (registry) */
 };
 
 static void set_string(lua_State *L, const char *key, const char *value)
@@ -294,6 +297,46 @@ static void read_meta(lua_State *L, int idx, struct sl_lua_meta *m)
     m->body = (uint32_t)number_field(L, idx, "body", &present);
 }
 
+/* A diagnostic for performance work: with SLUICE_LUA_JIT_LOG=PREFIX,
+ * each VM logs what the JIT does (LuaJIT's jit.v: traces compiled,
+ * aborts and why, e.g. NYI) to PREFIX.<pid>.<n>, one file per VM (jit.v
+ * truncates its file), or to stdout for "-" (jit.dump buffers: run under
+ * stdbuf -oL); SLUICE_LUA_JIT_DUMP=OPTS logs with jit.dump and
+ * those options instead ("tbirsm": IR, machine code...). Hooks that fall
+ * back to the interpreter cost several times more. Host code only: the
+ * sandbox keeps jit.* from plugins. Runs with package at -1 and LuaJIT's
+ * own package.path, where jit/v.lua lives; a failure raises. */
+static void jit_log(lua_State *L)
+{
+    static int seq;             /* VMs opened (any thread): file names */
+    const char *prefix = getenv("SLUICE_LUA_JIT_LOG");
+    if (prefix == NULL || prefix[0] == '\0')
+        return;
+    const char *dump = getenv("SLUICE_LUA_JIT_DUMP");
+    int n = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, dump != NULL ? "jit.dump" : "jit.v");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "start");
+    int nargs = 1;
+    if (dump != NULL) {
+        /* jit.dump loads the disassembler (register names, machine code)
+         * later, when package.path no longer leads to it: now. */
+        if (luaL_loadstring(L, "pcall(require, 'jit.dis_' .. jit.arch)") == 0)
+            lua_call(L, 0, 0);
+        else
+            lua_pop(L, 1);
+        lua_pushstring(L, dump);
+        nargs = 2;
+    }
+    if (strcmp(prefix, "-") == 0)
+        lua_pushliteral(L, "-");            /* stdout, every VM */
+    else
+        lua_pushfstring(L, "%s.%d.%d", prefix, (int)getpid(), n);
+    lua_call(L, nargs, 0);
+    lua_pop(L, 1);
+}
+
 /* Everything that may raise (OOM, a broken Lua directory) runs here,
  * under lua_cpcall. */
 static int open_protected(lua_State *L)
@@ -303,6 +346,7 @@ static int open_protected(lua_State *L)
     luaL_openlibs(L);
 
     lua_getglobal(L, "package");
+    jit_log(L);                 /* before package.path loses LuaJIT's own directory */
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", lua_dir, lua_dir);
     lua_setfield(L, -2, "path");
     lua_pushliteral(L, "");
@@ -327,11 +371,26 @@ static int open_protected(lua_State *L)
     if (a->meta != NULL)
         read_meta(L, 2, a->meta);
 
-    lua_getfield(L, 1, "call");
-    a->vm->call_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, 1, "done");
-    a->vm->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, 1, "ctx_phases");
+    if (!lua_isfunction(L, -1))
+        return luaL_error(L, "sluice.plugin_host lacks ctx_phases");
+    lua_call(L, 0, 1);
+    a->vm->ctx_phases = (uint32_t)lua_tonumber(L, -1);
+    lua_getfield(L, 1, "dispatch");
+    lua_getfield(L, 1, "check_memory");
+    lua_getfield(L, 1, "ctx_slots");
+    if (!lua_isfunction(L, -3) || !lua_isfunction(L, -2) || !lua_istable(L, -1))
+        return luaL_error(L, "sluice.plugin_host lacks dispatch, check_memory or ctx_slots");
+    /* sl_lua_vm_open moves them to the bottom of the stack from here. */
+    a->ctx_slots_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    a->check_mem_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    a->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
+    /* Loading (the sandbox, the instrumenting lexer, the schema) leaves
+     * garbage: collect it now, once, rather than in steps paid by the
+     * first requests (a full cycle over a fresh VM's heap, about a
+     * million instructions, at an unpredictable request). */
+    lua_gc(L, LUA_GCCOLLECT, 0);
     return 0;
 }
 
@@ -374,8 +433,21 @@ int sl_lua_vm_open(struct sl_lua_vm *vm, const struct sl_lua_source *src,
         memset(vm, 0, sizeof *vm);
         return -1;
     }
+    /* What the host gives C stays at the bottom of the stack, where every
+     * call finds it (SL_LUA_VM_DISPATCH ...). A fresh state has
+     * LUA_MINSTACK free slots: no allocation, nothing can raise. */
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a.dispatch_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a.check_mem_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a.ctx_slots_ref);
     vm->L = L;
     vm->heap = heap;
+    /* The host's exact check (collectgarbage "count", after a full
+     * collection) decides; this only needs to be low enough never to miss
+     * it: 64 KiB under the limit. */
+    vm->mem_near = SIZE_MAX;
+    if (conf->memory_limit_mb > 0)
+        vm->mem_near = ((size_t)conf->memory_limit_mb << 20) - ((size_t)64 << 10);
     return 0;
 }
 

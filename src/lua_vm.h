@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config-t.h"
 
@@ -51,15 +52,29 @@ struct sl_lua_meta {
     uint32_t body;              /* 1 request body, 2 response body */
 };
 
-struct sl_lua_heap;
+/* Where an open VM keeps the host's functions: at the bottom of its main
+ * thread's stack, for good (a call pushes above them and pops back to
+ * SL_LUA_VM_TOP). See lua/sluice/plugin_host.lua. */
+#define SL_LUA_VM_DISPATCH  1   /* host.dispatch(phase[, slot]) -> code[, message] */
+#define SL_LUA_VM_CHECK_MEM 2   /* host.check_memory() -> nil, or the kill message */
+#define SL_LUA_VM_CTX_SLOTS 3   /* host.ctx_slots: slot -> a request's ctx table */
+#define SL_LUA_VM_TOP       3
 
-/* One open VM: the state, its heap accounting and the registry references
- * of the host's call and done functions. */
+/* The counting allocator's state. Only the thread running the VM
+ * allocates in it: plain counters. */
+struct sl_lua_heap {
+    size_t used;                /* bytes LuaJIT holds */
+    size_t cap;                 /* the hard stop: allocations past it fail */
+};
+
+/* One open VM: the state, its heap accounting and what the host said
+ * about the plugin's hooks. */
 struct sl_lua_vm {
     struct lua_State *L;        /* owned; NULL when closed */
     struct sl_lua_heap *heap;   /* owned; NULL when LuaJIT refused our allocator */
-    int call_ref;
-    int done_ref;
+    size_t mem_near;            /* heap bytes past which a hook's return is
+                                   checked against memory_limit_mb; SIZE_MAX: none */
+    uint32_t ctx_phases;        /* bit (1 << phase): that hook reads its ctx argument */
 };
 
 /* Creates a VM and loads the plugin into it. The VM allocates through a
@@ -82,6 +97,20 @@ void sl_lua_vm_close(struct sl_lua_vm *vm);
 
 /* Bytes the VM's heap holds now (0 without a counting allocator). */
 size_t sl_lua_vm_heap_bytes(const struct sl_lua_vm *vm);
+
+/* Without a counting allocator: LuaJIT's own count against mem_near. */
+bool sl_lua_vm_gc_near_limit(const struct sl_lua_vm *vm);
+
+/* Whether the heap may be over the plugin's memory_limit_mb, garbage
+ * included: when it is, a hook that returned must be checked (host
+ * check_memory, which collects first). The hot path asks after every
+ * hook: inline, a compare. */
+static inline bool sl_lua_vm_heap_near_limit(const struct sl_lua_vm *vm)
+{
+    if (vm->heap != NULL)
+        return vm->heap->used >= vm->mem_near;
+    return sl_lua_vm_gc_near_limit(vm);
+}
 
 /* Frees what sl_lua_vm_open put in meta. */
 void sl_lua_meta_fini(struct sl_lua_meta *meta);

@@ -31,6 +31,8 @@ local M = {}
 local type, error, tostring, select = type, error, tostring, select
 local xpcall, collectgarbage = xpcall, collectgarbage
 local floor, huge = math.floor, math.huge
+-- gcinfo: the heap in whole KB, cheaper than collectgarbage("count").
+local gcinfo = gcinfo or function() return floor(collectgarbage("count")) end
 local byte, char, sub, find, rep = string.byte, string.char, string.sub, string.find, string.rep
 local concat = table.concat
 local debug_getinfo, debug_traceback = debug.getinfo, debug.traceback
@@ -358,6 +360,89 @@ function M.run(fn, limits, ...)
   if t_ms and t_ms / 20000 < target then target = t_ms / 20000 end
   period, count = FIRST_PERIOD, FIRST_PERIOD
   return finish(saved, xpcall(fn, handler, ...))
+end
+
+-- memory_over(mb) returns the kill message when the VM's heap holds more
+-- than mb MB after a full collection, nil when it fits. The check a run()
+-- makes when its function returns, for hosts that make it themselves
+-- (runner() with check_return = false).
+local function memory_over(mb)
+  local lkb = mb * 1024
+  if collectgarbage("count") <= lkb then return nil end
+  collectgarbage("collect")
+  if collectgarbage("count") <= lkb then return nil end
+  return ("budget exceeded: memory (%g MB) at return"):format(mb)
+end
+M.memory_over = memory_over
+
+-- finish() for runner(): one error value instead of fn's results, which
+-- the runner drops. Fixed arity: the JIT compiles it (run()'s VARG is NYI
+-- in a trace). A run() that never reached the slow path left started,
+-- deadline and period as idle has them: only what changed is reset.
+local function finish_hook(saved, ok, e, check_return)
+  local kind, msg, tb, mb = tripped, kill_msg, last_tb, memory_mb
+  -- gcinfo() is the heap in whole KB, without collectgarbage's option
+  -- parsing; the exact count is read when it is at the limit.
+  if ok and not kind and check_return and limit_kb < huge and gcinfo() >= limit_kb then
+    msg = memory_over(memory_mb)
+    if msg then kind = "memory" end
+  end
+  if saved then
+    restore(saved)
+  else
+    active, timeout_ms, memory_mb, limit_kb, target, count = false, nil, nil, huge, TARGET_S, IDLE_PERIOD
+    if started then started, deadline, period = false, huge, FIRST_PERIOD end
+    if kind then tripped, kill_msg = false, nil end
+    if tb then last_tb = nil end
+  end
+  if ok and not kind then return true end
+  if kind then return false, kind, msg end
+  if e == "not enough memory" or (mb and is_memory_error(e)) then
+    return false, "memory", e
+  end
+  local te = type(e)
+  if te ~= "string" and te ~= "number" then
+    -- Never call a plugin's __tostring here: its budget is over.
+    e = "(error object is a " .. te .. " value)"
+  end
+  return false, "error", tostring(e), tb
+end
+
+-- runner(limits[, check_return]) returns a function run2(fn, a, b) that
+-- does what run(fn, limits, a, b) does, except that fn's results are
+-- dropped: it returns true, or false, kind, message[, traceback] as run()
+-- does. For a host that calls hooks under the same limits again and
+-- again: the limits are checked once, here; a call takes no varargs,
+-- allocates nothing and touches little state, so the JIT compiles the
+-- host's dispatch, this and a short hook into one trace. check_return =
+-- false leaves the memory check at return to the caller (memory_over()),
+-- which may know the heap's size more cheaply than the VM does.
+function M.runner(limits, check_return)
+  if limits ~= nil and type(limits) ~= "table" then
+    error("budget.runner: limits must be a table", 2)
+  end
+  local t_ms = positive(limits and limits.timeout_ms, "timeout_ms")
+  local m_mb = positive(limits and limits.memory_limit_mb, "memory_limit_mb")
+  local l_kb = m_mb and m_mb * 1024 or huge
+  local tgt = TARGET_S
+  if t_ms and t_ms / 20000 < tgt then tgt = t_ms / 20000 end
+  check_return = check_return ~= false
+  return function(fn, a, b)
+    if type(fn) ~= "function" then
+      error("budget.run: function expected, got " .. type(fn), 2)
+    end
+    local saved = nil
+    if active then
+      -- Nested: save the outer run's state and start afresh.
+      saved = save()
+      tripped, kill_msg, last_tb = false, nil, nil
+      started, deadline, period = false, huge, FIRST_PERIOD
+    end
+    -- Otherwise idle (set_idle()) already holds what the rest starts with.
+    active, timeout_ms, memory_mb, limit_kb, target, count = true, t_ms, m_mb, l_kb, tgt, FIRST_PERIOD
+    local ok, e = xpcall(fn, handler, a, b)
+    return finish_hook(saved, ok, e, check_return)
+  end
 end
 
 ---------------------------------------------------------------------------

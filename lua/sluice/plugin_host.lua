@@ -9,10 +9,20 @@
 --     meta = { name, version, priority (nil if unset), phases (bit 1 <<
 --              phase for each hook), body (bit 1 request, 2 response) }
 --   host.call(phase, key) -> code[, message]: runs one hook for the
---     request key (a number unique among the worker's live requests):
+--     request key (a value unique among the worker's live requests):
 --     0 continue, 1 respond (sluice.response.exit), -1 error (message and
 --     traceback), -2 budget exceeded (message)
 --   host.done(key): the request is over; drops its ctx table
+--
+-- The hot path of src/lua_plugin.c uses leaner forms of these, all set up
+-- once per VM: host.dispatch(phase[, slot]) is call() without the memory
+-- check at return (C reads the heap's size itself and calls
+-- host.check_memory() when it is near the limit); the key is a small
+-- integer slot, passed only to hooks that read their ctx argument
+-- (host.ctx_phases(), from the hook's bytecode: most never touch it, and
+-- then no table is made); C clears host.ctx_slots[slot] itself when the
+-- request ends. With budget.runner() the dispatch, the budget and a short
+-- hook compile into one trace.
 --
 -- Loading: the source is compiled as text into a fresh sandbox (no ffi,
 -- io, debug, ...) with budget checks inserted, then run under a budget;
@@ -34,6 +44,18 @@ local find = string.find
 local concat = table.concat
 
 local run = budget.run
+
+-- jit.util reads bytecode (ctx_param_used below); without it every hook
+-- gets its ctx table.
+local jutil
+do
+  local ok, m = pcall(require, "jit.util")
+  if ok and type(m) == "table" and m.funcinfo and m.funcbc and m.funck and m.funcuvname then
+    jutil = m
+  end
+end
+local band, rshift = bit.band, bit.rshift
+local getlocal = debug and debug.getlocal
 
 local M = {}
 
@@ -59,8 +81,15 @@ local PRIORITY_MAX = 1000000
 local conf = nil
 local fns = {}          -- phase number -> function
 local limits = nil      -- per hook call
-local ctxs = {}         -- request key -> the plugin's ctx table
-local nctx = 0
+local run_hook = nil    -- budget.runner(limits)
+local ctx_phase = {}    -- phase number -> true when its hook reads its ctx argument
+local ctx_phases = 0    -- the same as a bit mask (bit 1 << phase)
+-- The plugin's ctx tables, by request slot: the C host (src/lua_plugin.c)
+-- gives each live request whose hooks read their ctx a small integer slot
+-- and clears the entry itself when the request ends (M.ctx_slots). Small
+-- integers keep this in the array part: no hash to grow and rehash.
+local ctx_slots = {}
+M.ctx_slots = ctx_slots
 
 -- Budgets for loading and init: generous next to a hook's (20 times,
 -- at least a second), since loading compiles and init may build tables,
@@ -228,6 +257,77 @@ local function check_config(spec, f)
   return value
 end
 
+-- Whether fn reads its second parameter, the ctx table: most hooks never
+-- touch it, and a table per request per plugin (and dropping it when the
+-- request ends) costs more than the rest of a short hook. Reads the
+-- bytecode (jit.util): the parameter is slot 1, and the hook sees it only
+-- through an instruction that names that slot, or through a closure that
+-- captures it. Conservative: anything it cannot rule out (a vararg or
+-- non-Lua function, a range of slots that may include slot 1, a closure
+-- capturing a variable of the parameter's name, no debug names) counts as
+-- a read. Bytecode modes are those of lj_bc.h: 1 dst, 2 base, 3 var,
+-- 4 rbase, 12 func.
+local OP_RET1, OP_RET, OP_FNEW
+if jutil then
+  -- The opcodes, from the first instruction of functions that start with them.
+  local function first_op(f)
+    local ok, ins = pcall(jutil.funcbc, f, 1)
+    return ok and type(ins) == "number" and band(ins, 0xff) or nil
+  end
+  OP_RET1 = first_op(function(a) return a end)
+  OP_RET = first_op(function(a, b) return a, b end)
+  OP_FNEW = first_op(function() return function() end end)
+  if not (OP_RET1 and OP_RET and OP_FNEW) then jutil = nil end
+end
+
+local function ctx_param_used(fn)
+  if not jutil or not getlocal then return true end
+  local ok, info = pcall(jutil.funcinfo, fn)
+  if not ok or type(info) ~= "table" or not info.bytecodes or info.isvararg then
+    return true                   -- a C function, or one that sees its arguments as ...
+  end
+  if info.params < 2 then return false end
+  local name = getlocal(fn, 2)
+  if type(name) ~= "string" then return true end
+  local S = 1                     -- the slot of the second parameter
+  for pc = 1, info.bytecodes - 1 do
+    local ins, m = jutil.funcbc(fn, pc)
+    if not ins then return true end
+    local op = band(ins, 0xff)
+    local a = band(rshift(ins, 8), 0xff)
+    local ma, mb, mc = band(m, 7), band(rshift(m, 3), 15), band(rshift(m, 7), 15)
+    local b = rshift(ins, 24)
+    local c = mb ~= 0 and band(rshift(ins, 16), 0xff) or rshift(ins, 16)   -- C, or D
+    if ma == 4 then
+      -- rbase: RET* name the slots they return; the others (UCLO, JMP,
+      -- LOOP, FUNC*) read no slot (the FNEW that made upvalues is checked)
+      if (op == OP_RET1 and a == S) or (op == OP_RET and a <= S and S <= a + c - 2) then
+        return true
+      end
+    elseif op == OP_FNEW then
+      if a == S then return true end
+      local proto = jutil.funck(fn, -c - 1)
+      local pinfo = proto and jutil.funcinfo(proto)
+      if type(pinfo) ~= "table" then return true end
+      for i = 0, (pinfo.upvalues or 0) - 1 do
+        local uv = jutil.funcuvname(proto, i)
+        if uv == nil or uv == name or uv == "" then return true end
+      end
+    else
+      -- dst or var: that slot; base: the slots from there up
+      if (ma == 1 or ma == 3) and a == S then return true end
+      -- (TSETM's table, the slot below A, is one a TNEW or TDUP made)
+      if ma == 2 and a <= S then return true end
+      -- B and C (or D): var names one slot; a range (CAT's B..C, KNIL's
+      -- A..D) starts at B or A, checked above
+      if (mb == 3 and b == S) or (mb == 4 and b <= S) or (mc == 3 and c == S) then
+        return true
+      end
+    end
+  end
+  return false
+end
+M.reads_ctx = ctx_param_used    -- for the specs
 
 --- load(spec) -> meta, or nil and a message.
 function M.load(spec)
@@ -250,12 +350,19 @@ function M.load(spec)
     if f[PHASES[i]] then
       fns[i] = f[PHASES[i]]
       phases = phases + 2 ^ i
+      if ctx_param_used(fns[i]) then
+        ctx_phase[i] = true
+        ctx_phases = ctx_phases + 2 ^ i
+      end
     end
   end
   local body = f.body or {}
   base.body_request = body.request == true or f.request_body ~= nil
   base.body_response = body.response == true or f.response_body ~= nil
   limits = { timeout_ms = spec.timeout_ms, memory_limit_mb = spec.memory_limit_mb }
+  -- The C host checks the heap at return itself (it knows the heap's
+  -- size without asking the VM) and calls check_memory() when it is over.
+  run_hook = budget.runner(limits, false)
 
   if f.init then
     base.phase = base.INIT
@@ -274,19 +381,26 @@ end
 
 local EXIT = base.EXIT
 
---- call(phase, key) -> code[, message]; see the top of the file.
-function M.call(phase, key)
+-- dispatch(phase, slot) -> code[, message]: call() for the C host
+-- (src/lua_plugin.c), without the memory check at return (the host calls
+-- check_memory() when its heap is over the limit). slot is the request's
+-- ctx slot, only for a phase whose hook reads its ctx (ctx_phases()); the
+-- host passes nothing to the others. One result in the common case, so
+-- that the host reads little.
+local function dispatch(phase, slot)
   local fn = fns[phase]
   if fn == nil then return 0 end
-  local ctx = ctxs[key]
-  if ctx == nil then
-    ctx = {}
-    ctxs[key] = ctx
-    nctx = nctx + 1
+  local ctx = nil
+  if ctx_phase[phase] then
+    ctx = ctx_slots[slot]
+    if ctx == nil then
+      ctx = {}
+      ctx_slots[slot] = ctx
+    end
   end
   base.phase = phase
   base.exited = false
-  local ok, kind, msg, tb = run(fn, limits, conf, ctx)
+  local ok, kind, msg, tb = run_hook(fn, conf, ctx)
   base.phase = nil
   if ok then
     if base.exited then return 1 end
@@ -304,19 +418,51 @@ function M.call(phase, key)
   end
   return -2, msg
 end
+M.dispatch = dispatch
 
---- done(key): drops the ctx table of request key.
-function M.done(key)
-  if ctxs[key] ~= nil then
-    ctxs[key] = nil
-    nctx = nctx - 1
+--- check_memory() -> nil, or the message of the memory kill when the VM
+--- holds more than the plugin's memory_limit_mb after a full collection:
+--- the check at the return of a hook that continued or responded.
+function M.check_memory()
+  local mb = limits and limits.memory_limit_mb
+  if mb == nil then return nil end
+  return budget.memory_over(mb)
+end
+
+--- call(phase, key) -> code[, message]; see the top of the file. key
+--- is any value naming the request (the C host uses small integers).
+function M.call(phase, key)
+  local code, msg = dispatch(phase, key)
+  if code >= 0 then
+    local over = M.check_memory()
+    if over then return -2, over end
   end
+  if msg ~= nil then return code, msg end
+  return code
+end
+
+--- done(key): drops the ctx table of request key. Returns true when
+--- there was one. (The C host clears ctx_slots itself.)
+function M.done(key)
+  if key ~= nil and ctx_slots[key] ~= nil then
+    ctx_slots[key] = nil
+    return true
+  end
+  return false
+end
+
+--- ctx_phases() -> bit (1 << phase) for each hook that reads its ctx
+--- argument; the others get nil and need no request key.
+function M.ctx_phases()
+  return ctx_phases
 end
 
 --- live() -> the number of requests holding a ctx table (for tests and
 --- leak checks).
 function M.live()
-  return nctx
+  local n = 0
+  for _ in next, ctx_slots do n = n + 1 end
+  return n
 end
 
 return M

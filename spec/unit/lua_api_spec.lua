@@ -815,5 +815,212 @@ describe("the plugin host", function()
       assert.equal(0, host.call(3, 1))
       assert.equal(0, host.live())
     end)
+
+    it("making a ctx table only for hooks that read it", function()
+      plugin([[
+        return { name = "p", priority = 1,
+          request_headers = function(conf, ctx) sluice.ctx.set("rh", "ran") end,
+          response_headers = function(conf, ctx) ctx.n = (ctx.n or 0) + 1 end,
+          log = function(conf) sluice.ctx.set("log", "ran") end }
+      ]])
+      assert.equal(8, host.ctx_phases())
+      assert.same({ 0 }, { host.dispatch(0) })
+      assert.equal("ran", R.kv.rh)
+      assert.equal(0, host.live())
+      -- the C host's slots: small integers, cleared by C when the request ends
+      assert.same({ 0 }, { host.dispatch(3, 1) })
+      assert.same({ 0 }, { host.dispatch(3, 1) })
+      assert.same({ 0 }, { host.dispatch(3, 2) })
+      assert.equal(2, host.ctx_slots[1].n)
+      assert.equal(1, host.ctx_slots[2].n)
+      assert.equal(2, host.live())
+      assert.same({ 0 }, { host.dispatch(5) })
+      assert.equal("ran", R.kv.log)
+      host.ctx_slots[1] = nil
+      assert.is_true(host.done(2))
+      assert.is_false(host.done(2))
+      assert.is_false(host.done(nil))
+      assert.equal(0, host.live())
+    end)
+
+    it("answering with one value unless there is a message", function()
+      plugin([[
+        return { name = "p", priority = 1,
+          request_headers = function(conf, ctx) ctx.x = 1; error("late") end,
+          log = function() end }
+      ]])
+      local code, msg = host.dispatch(0, 1)
+      assert.equal(-1, code)
+      assert.truthy(msg:find("late", 1, true), msg)
+      assert.equal(1, host.live())
+      assert.equal(1, select("#", host.dispatch(5)))
+    end)
+
+    it("leaving the memory check at return to the caller of dispatch", function()
+      -- straight-line code passes no budget check: 4 MB more per call
+      collectgarbage()
+      local meta, err = load([[
+        local s = string.rep("x", 4 * 1024 * 1024)
+        local keep = {}
+        return { name = "p", priority = 1,
+          request_headers = function() keep[#keep + 1] = s .. #keep end }
+      ]], { memory_limit_mb = math.ceil(collectgarbage("count") / 1024) + 8 })
+      assert(meta, err)
+      assert.is_nil(host.check_memory())
+      for _ = 1, 4 do assert.equal(0, host.dispatch(0)) end
+      local msg = host.check_memory()
+      assert.truthy(msg and msg:find("^budget exceeded: memory %(%d+ MB%) at return$"), msg)
+      local code, msg2 = host.call(0)
+      assert.equal(-2, code)
+      assert.equal(msg, msg2)
+    end)
+  end)
+
+  describe("tells whether a hook reads its ctx argument", function()
+    -- Hooks as plugins write them; compiled like plugin code (instrumented).
+    local function reads(src)
+      local sandbox = require "sluice.sandbox"
+      local chunk = assert(sandbox.load("return " .. src, "p.lua", {}))
+      return host.reads_ctx(chunk())
+    end
+    local no = {
+      "function(conf, ctx) end",
+      "function() end",
+      "function(conf) return conf end",
+      "function(conf, ctx) local t = {} t.a = conf.x return t end",
+      "function(conf, ctx) for i = 1, 3 do conf[i] = i end end",
+      "function(conf, ctx) local f = function(x) return x end return f(conf) end",
+      "function(conf, _) local a, b, c = 1, 2, 3 return a .. b .. c end",
+      "function(conf, ctx) return conf, nil end",
+      "function(conf, ctx) local ok = pcall(error, 'x') return ok end",
+      "function(conf, ctx) local n = 0 while n < 3 do n = n + 1 end return n end",
+    }
+    local yes = {
+      "function(conf, ctx) ctx.a = 1 end",
+      "function(conf, ctx) return ctx end",
+      "function(conf, ctx) return conf, ctx end",
+      "function(conf, ctx) local c = ctx end",
+      "function(conf, ctx) print(ctx) end",
+      "function(conf, ctx) local x = ctx and 1 end",
+      "function(conf, ctx) if ctx then return 1 end end",
+      "function(conf, ctx) return #ctx end",
+      "function(conf, ctx) return 'a' .. ctx end",
+      "function(conf, ctx) return conf[ctx] end",
+      "function(conf, ctx) conf.x = ctx end",
+      "function(conf, ctx) return function() return ctx end end",
+      "function(conf, ctx) return function() return function() return ctx.a end end end",
+      "function(conf, ctx) ctx = ctx or {} end",
+      "function(conf, ctx) for k, v in pairs(ctx) do end end",
+      "function(conf, ctx) return { ctx } end",
+      "function(conf, ctx) return select('#', conf, ctx) end",
+      "function(conf, ctx) return ctx == nil end",
+      "function(...) local conf, ctx = ... end",
+      "function(conf, ...) return ... end",
+    }
+    for _, src in ipairs(no) do
+      it("no: " .. src, function() assert.is_false(reads(src)) end)
+    end
+    for _, src in ipairs(yes) do
+      it("yes: " .. src, function() assert.is_true(reads(src)) end)
+    end
+    it("yes for a function that is not Lua", function()
+      assert.is_true(host.reads_ctx(print))
+    end)
+  end)
+end)
+
+describe("budget.runner, the host's way to call hooks", function()
+  local budget = require "sluice.budget"
+  local sandbox = require "sluice.sandbox"
+  local string_mt = debug.getmetatable("")
+  local saved_index, saved_protect = string_mt.__index, string_mt.__metatable
+  teardown(function()
+    string_mt.__index, string_mt.__metatable = saved_index, saved_protect
+  end)
+
+  local function hook(src)
+    local chunk = assert(sandbox.load("return " .. src, "p.lua", {}))
+    return chunk()
+  end
+
+  local function idle()
+    assert.is_false(budget.is_active())
+    assert.is_false(budget.is_tripped())
+    assert.equal(math.huge, budget.headroom())
+  end
+
+  it("stops an endless loop with the JIT on, through the plugin's pcall", function()
+    jit.on()
+    local run = budget.runner({ timeout_ms = 20 })
+    local spin = hook("function(a, b) pcall(function() while true do end end) end")
+    local t0 = os.clock()
+    local ok, kind, msg = run(spin, 1, 2)
+    assert.is_false(ok)
+    assert.equal("timeout", kind)
+    assert.truthy(msg:find("^p.lua:1: budget exceeded: timeout %(20 ms%)"), msg)
+    assert.truthy(os.clock() - t0 < 0.5)
+    idle()
+  end)
+
+  it("passes two arguments, drops results, and starts afresh on every call", function()
+    local run = budget.runner({ timeout_ms = 20, memory_limit_mb = 4096 })
+    local seen = {}
+    local f = hook("function(a, b) return a + b end")
+    local spin = hook("function() while true do end end")
+    local g = function(a, b) seen[#seen + 1] = a .. b return "dropped" end
+    for i = 1, 300 do       -- hot: compiled
+      assert.same({ true }, { run(f, i, 1) })
+      assert.same({ true }, { run(g, "x", i) })
+      if i % 100 == 0 then assert.is_false((run(spin))) end
+      idle()
+    end
+    assert.equal("x300", seen[300])
+  end)
+
+  it("reports errors with a traceback, and refuses a non-function", function()
+    local run = budget.runner(nil)
+    local ok, kind, msg, tb = run(hook("function() local t = nil; return t.x end"))
+    assert.is_false(ok)
+    assert.equal("error", kind)
+    assert.truthy(msg:find("^p.lua:1: attempt to index"), msg)
+    assert.truthy(tb:find("stack traceback", 1, true), tb)
+    ok, kind, msg = run(function() error(setmetatable({}, { __tostring = function() while true do end end })) end)
+    assert.same({ false, "error", "(error object is a table value)" }, { ok, kind, msg })
+    assert.has_error(function() run(42) end, "budget.run: function expected, got number")
+    assert.has_error(function() budget.runner(5) end, "budget.runner: limits must be a table")
+    idle()
+  end)
+
+  it("checks memory at return, unless the caller does (check_return = false)", function()
+    collectgarbage(); collectgarbage()
+    local limits = { memory_limit_mb = collectgarbage("count") / 1024 + 8 }
+    local keep = {}
+    local grow = hook("function(keep, s) keep[#keep + 1] = s .. #keep end")
+    local s = string.rep("x", 4 * 1024 * 1024)
+    local checked, unchecked = budget.runner(limits), budget.runner(limits, false)
+    assert.is_true((unchecked(grow, keep, s)))
+    assert.is_true((unchecked(grow, keep, s)))
+    assert.is_true((unchecked(grow, keep, s)))
+    local ok, kind, msg = checked(grow, keep, s)
+    assert.is_false(ok)
+    assert.equal("memory", kind)
+    assert.truthy(msg:find("at return", 1, true), msg)
+    assert.truthy(budget.memory_over(limits.memory_limit_mb))
+    keep = nil
+    collectgarbage()
+    assert.is_nil(budget.memory_over(limits.memory_limit_mb))
+    idle()
+  end)
+
+  it("keeps the budget of a run it is nested in", function()
+    local inner = budget.runner({ timeout_ms = 1000 })
+    local ok, kind = budget.run(function()
+      assert.is_true((inner(function() end)))
+      assert.is_true(budget.is_active())
+      while true do budget.check() end
+    end, { timeout_ms = 20 })
+    assert.is_false(ok)
+    assert.equal("timeout", kind)
+    idle()
   end)
 end)

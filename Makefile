@@ -1,9 +1,12 @@
 # sluice — one plain GNU Makefile.
 #
 #   make            build build/sluice and build/sluice-origin
+#   make build/libsluice.so
+#                   the core as a shared library, for specs that load it through
+#                   LuaJIT FFI (spec/plugin_harness.lua)
 #   make run        install what is missing, build, start sluice on conf/sluice.yaml
 #                   in front of the bundled demo origin
-#   make test       install, build (release and ASan+UBSan) and run every spec
+#   make test       install, build (release, ASan+UBSan, libsluice.so) and run every spec
 #   make bench      wrk + callgrind against sluice and nginx (see docs/BENCHMARKS.md)
 #   make install PREFIX=/usr/local
 #   make clean
@@ -34,7 +37,10 @@ OPT_REL   := -O2 -g
 OPT_ASAN  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LIBS       = $(PKG_LIBS) -lpthread
 
-CORE_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))
+# testing.c (the sl_test_* functions specs call) goes into the shared
+# library only, never into the binaries.
+TEST_SRCS   := src/testing.c
+CORE_SRCS   := $(filter-out src/main.c $(TEST_SRCS),$(wildcard src/*.c))
 ORIGIN_SRCS := $(wildcard src/origin/*.c)
 LLHTTP_C    := api.c http.c llhttp.c
 
@@ -43,6 +49,8 @@ ASAN_OBJS   := $(CORE_SRCS:src/%.c=$(BUILD)/asan/%.o) $(BUILD)/asan/main.o
 ORIGIN_OBJS := $(ORIGIN_SRCS:src/origin/%.c=$(BUILD)/origin/%.o)
 LLHTTP_REL  := $(LLHTTP_C:%.c=$(BUILD)/rel/llhttp/%.o)
 LLHTTP_ASAN := $(LLHTTP_C:%.c=$(BUILD)/asan/llhttp/%.o)
+PIC_OBJS    := $(CORE_SRCS:src/%.c=$(BUILD)/pic/%.o) $(TEST_SRCS:src/%.c=$(BUILD)/pic/%.o)
+LLHTTP_PIC  := $(LLHTTP_C:%.c=$(BUILD)/pic/llhttp/%.o)
 
 .PHONY: all asan run test bench install clean deps deps-build deps-test deps-bench
 
@@ -59,6 +67,14 @@ $(BUILD)/asan/sluice: $(ASAN_OBJS) $(LLHTTP_ASAN)
 $(BUILD)/sluice-origin: $(ORIGIN_OBJS) $(LLHTTP_REL)
 	$(CC) $(OPT_REL) -pthread -o $@ $^ $(LIBS)
 
+# The core (every object but main.c, plus testing.c) as a shared library:
+# busted specs load it with ffi.load(path, true) and drive real requests
+# and plugins without starting the proxy. Loaded globally, it also provides
+# the sl_ffi_* functions the plugin VMs reach through ffi.C. -z defs: every
+# symbol must resolve now, not when a spec first calls it.
+$(BUILD)/libsluice.so: $(PIC_OBJS) $(LLHTTP_PIC)
+	$(CC) $(OPT_REL) -pthread -shared -Wl,-z,defs -o $@ $^ $(LIBS) $(LUA_LIBS)
+
 $(BUILD)/rel/%.o: src/%.c
 	@mkdir -p $(@D)
 	$(CC) $(BASEFLAGS) $(WARN) $(OPT_REL) -c -o $@ $<
@@ -66,6 +82,10 @@ $(BUILD)/rel/%.o: src/%.c
 $(BUILD)/asan/%.o: src/%.c
 	@mkdir -p $(@D)
 	$(CC) $(BASEFLAGS) $(WARN) $(OPT_ASAN) -c -o $@ $<
+
+$(BUILD)/pic/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(WARN) $(OPT_REL) -fPIC -c -o $@ $<
 
 $(BUILD)/origin/%.o: src/origin/%.c
 	@mkdir -p $(@D)
@@ -81,6 +101,10 @@ $(BUILD)/rel/llhttp/%.o: $(LLHTTP_SRC)/%.c
 $(BUILD)/asan/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) $(OPT_ASAN) -c -o $@ $<
+
+$(BUILD)/pic/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) $(OPT_REL) -fPIC -c -o $@ $<
 
 -include $(wildcard $(BUILD)/*/*.d $(BUILD)/*/*/*.d)
 
@@ -120,7 +144,7 @@ run: deps-build
 	 $(BUILD)/sluice -c conf/sluice.yaml
 
 test: deps-test
-	@$(MAKE) --no-print-directory all asan
+	@$(MAKE) --no-print-directory all asan $(BUILD)/libsluice.so
 	@spec/run.sh
 
 bench: deps-bench

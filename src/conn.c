@@ -93,8 +93,11 @@ struct sl_conn *sl_conn_new(struct sl_worker *w, int fd, const struct sockaddr *
     return c;
 }
 
+static void unpin(struct sl_conn *c);
+
 void sl_conn_free(struct sl_conn *c)
 {
+    unpin(c);   /* only the plugin harness frees a connection with a request still on */
     sl_reader_fini(&c->reader);
     sl_buf_fini(&c->in);
     sl_buf_fini(&c->out);
@@ -110,8 +113,9 @@ static void release(struct sl_conn *c)
         return;
     if (c->up != NULL)
         sl_proxy_detach(c);
-    if (c->state == SL_CONN_ACTIVE || c->state == SL_CONN_TUNNEL)
-        log_request(c);     /* aborted: the log phase still runs */
+    /* Aborted, or closing after a tunnel or a failure: the log phase still
+     * runs (log_request does nothing for a request already logged). */
+    log_request(c);
     c->state = SL_CONN_CLOSED;
     event_del(&c->rev);
     event_del(&c->wev);
@@ -344,15 +348,27 @@ static void access_log(struct sl_conn *c)
 static void log_request(struct sl_conn *c)
 {
     struct sl_req *r = &c->req;
-    if (r->head == NULL || r->logged)
-        return;
-    r->logged = true;
-    if (r->chain != NULL) {
-        if (r->chain->n[SL_PHASE_LOG] > 0)
-            sl_chain_run(r->chain, SL_PHASE_LOG, c);
-        sl_chain_request_done(r->chain, c);
+    if (r->head != NULL && !r->logged) {
+        r->logged = true;
+        if (r->chain != NULL) {
+            if (r->chain->n[SL_PHASE_LOG] > 0)
+                sl_chain_run(r->chain, SL_PHASE_LOG, c);
+            sl_chain_request_done(r->chain, c);
+        }
+        access_log(c);
     }
-    access_log(c);
+    unpin(c);
+}
+
+/* The request lets go of its generation: nothing of it (route, upstream,
+ * chain, plugin config) may be used after this. Once per pin: wg is
+ * cleared. */
+static void unpin(struct sl_conn *c)
+{
+    if (c->req.wg != NULL) {
+        sl_worker_unpin(c->w, c->req.wg);
+        c->req.wg = NULL;
+    }
 }
 
 void sl_conn_request_done(struct sl_conn *c)

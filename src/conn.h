@@ -16,6 +16,7 @@
 #include "http1.h"
 
 struct sl_worker;
+struct sl_worker_gen;
 struct sl_upconn;
 struct sl_upstream;
 struct sl_backend;
@@ -57,6 +58,11 @@ struct sl_chain;
  * requests. Strings are borrowed from the connection's reader or arena and
  * valid until the request ends. */
 struct sl_req {
+    struct sl_worker_gen *wg;           /* pinned from the request's start to its end
+                                         * (sl_worker_pin/unpin): its generation
+                                         * (wg->gen) supplies config, route, upstream,
+                                         * chain, balancer state and pools; NULL
+                                         * between requests */
     char id[24];
     int64_t start_us;
     struct sl_head *head;               /* the parsed head (borrowed from conn->reader) */

@@ -21,9 +21,27 @@
 #define SOURCE_MAX  (16u << 20)     /* a bigger plugin file is refused */
 #define RETRY_MS    1000            /* a worker VM that failed to open is retried after this */
 
+/* Which live requests of a worker have a ctx slot in its VM of a plugin
+ * (host.ctx_slots in lua/sluice/plugin_host.lua): request key -> slot, a
+ * small integer. Only requests that ran a hook reading its ctx are here,
+ * so request_done does nothing for the others, and the Lua side indexes
+ * an array instead of a hash keyed by ever-growing request numbers.
+ * Open addressing, linear probing, deletion by backward shift; a cell
+ * holds key + 1, 0 when free. */
+struct ctx_map {
+    uint64_t *keys;
+    int *slots;
+    size_t mask;                    /* cells - 1; the arrays are NULL until first use */
+    size_t n;                       /* requests in the map */
+    int *spare;                     /* slots given back, reused first */
+    size_t nspare, sparecap;
+    int next;                       /* the highest slot given out so far (slots start at 1) */
+};
+
 /* One worker's VM of an instance; only that worker touches it. */
 struct lua_slot {
     struct sl_lua_vm vm;
+    struct ctx_map ctx;
     int64_t retry_at_ms;            /* after a failed open: not before this */
     char *failure;                  /* owned: why the last open failed */
 };
@@ -137,12 +155,21 @@ static char *read_source(const char *path, size_t *len, char *err, size_t errlen
 
 /* --- loading ----------------------------------------------------------------------- */
 
+static void ctx_map_fini(struct ctx_map *m)
+{
+    free(m->keys);
+    free(m->slots);
+    free(m->spare);
+    memset(m, 0, sizeof *m);
+}
+
 static void impl_free(struct lua_impl *im)
 {
     if (im == NULL)
         return;
     for (size_t i = 0; i < im->nslots; i++) {
         sl_lua_vm_close(&im->slots[i].vm);
+        ctx_map_fini(&im->slots[i].ctx);
         free(im->slots[i].failure);
     }
     free(im->slots);
@@ -247,6 +274,7 @@ static int open_slot(struct sl_plugin *p, struct lua_slot *s, char *err, size_t 
 {
     struct lua_impl *im = p->impl;
     struct sl_lua_source src = { .path = p->source, .text = im->text, .len = im->len };
+    ctx_map_fini(&s->ctx);
     if (sl_lua_vm_open(&s->vm, &src, p->conf, im->config_file, NULL, err, errlen) < 0) {
         free(s->failure);
         s->failure = strdup(err);
@@ -297,19 +325,31 @@ int sl_lua_plugin_prepare(struct sl_plugin *p, int worker, char *err, size_t err
     return s->vm.L != NULL ? 0 : open_slot(p, s, err, errlen);
 }
 
-/* The per-request key of the hook's ctx table. A request id is
- * (worker << 48) ^ serial in 16 hex digits (request.c): its low 48 bits
- * are the worker's request serial, unique among the worker's requests
- * (a VM only sees its own worker's) and exact in a double. */
-static lua_Number request_key(const struct sl_conn *c)
+/* 8 hex digits, loaded little-endian (the first digit in the low byte),
+ * as a number: per byte (b & 15) + 9 * (b >> 6) is a digit's value
+ * ('0'-'9', 'a'-'f', 'A'-'F'); then pairs, quads and octets of nibbles
+ * are packed, the first digit most significant. */
+static uint32_t hex8(uint64_t x)
 {
-    const char *id = c->req.id;
-    uint64_t v = 0;
-    for (int i = 4; i < 16 && id[i] != '\0'; i++) {
-        char ch = id[i];
-        v = v << 4 | (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
-    }
-    return (lua_Number)v;
+    uint64_t n = (x & 0x0f0f0f0f0f0f0f0fu) + 9 * ((x >> 6) & 0x0101010101010101u);
+    n = __builtin_bswap64(n);
+    n = (n | n >> 4) & 0x00ff00ff00ff00ffu;
+    n = (n | n >> 8) & 0x0000ffff0000ffffu;
+    return (uint32_t)(n | n >> 16);
+}
+
+/* The key of a request in the ctx map. A request id is (worker << 48) ^
+ * serial in 16 lowercase hex digits (request.c): its low 48 bits are the
+ * worker's request serial, unique among the worker's requests (a VM only
+ * sees its own worker's). Only hooks that read their ctx argument need it
+ * (sl_lua_vm.ctx_phases), and request_done when such a hook ran. */
+static uint64_t request_key(const struct sl_conn *c)
+{
+    _Static_assert(sizeof c->req.id >= 16, "request ids have 16 hex digits");
+    uint64_t hi, lo;
+    memcpy(&hi, c->req.id, 8);
+    memcpy(&lo, c->req.id + 8, 8);
+    return ((uint64_t)(hex8(hi) & 0xffff) << 32) | hex8(lo);
 }
 
 static void copy_message(lua_State *L, int idx, const char *fallback, char *err, size_t errlen)
@@ -318,24 +358,152 @@ static void copy_message(lua_State *L, int idx, const char *fallback, char *err,
     snprintf(err, errlen, "%s", msg ? msg : fallback);
 }
 
-/* Host codes: see host.call in lua/sluice/plugin_host.lua. */
+/* Host codes: see host.dispatch in lua/sluice/plugin_host.lua. */
 enum { HOST_CONTINUE = 0, HOST_RESPOND = 1, HOST_ERROR = -1, HOST_BUDGET = -2 };
 
+/* --- ctx slots ------------------------------------------------------------------- */
+
+static size_t ctx_cell(uint64_t key, size_t mask)
+{
+    return (size_t)((key * 0x9e3779b97f4a7c15u) >> 32) & mask;
+}
+
+/* Doubles the map (or makes its first 16 cells). Returns 0, or -1 on OOM
+ * with the map unchanged. */
+static int ctx_map_grow(struct ctx_map *m)
+{
+    size_t cells = m->keys ? (m->mask + 1) * 2 : 16;
+    uint64_t *keys = calloc(cells, sizeof *keys);
+    int *slots = malloc(cells * sizeof *slots);
+    if (keys == NULL || slots == NULL) {
+        free(keys);
+        free(slots);
+        return -1;
+    }
+    for (size_t i = 0; m->keys != NULL && i <= m->mask; i++) {
+        if (m->keys[i] == 0)
+            continue;
+        size_t j = ctx_cell(m->keys[i], cells - 1);
+        while (keys[j] != 0)
+            j = (j + 1) & (cells - 1);
+        keys[j] = m->keys[i];
+        slots[j] = m->slots[i];
+    }
+    free(m->keys);
+    free(m->slots);
+    m->keys = keys;
+    m->slots = slots;
+    m->mask = cells - 1;
+    return 0;
+}
+
+/* The slot of request key, given out now if it has none. 0 on OOM. */
+static int ctx_slot_of(struct ctx_map *m, uint64_t key)
+{
+    uint64_t k = key + 1;
+    if (m->keys != NULL) {
+        for (size_t i = ctx_cell(k, m->mask); m->keys[i] != 0; i = (i + 1) & m->mask)
+            if (m->keys[i] == k)
+                return m->slots[i];
+    }
+    if (((m->n + 1) * 2 > m->mask + 1 || m->keys == NULL) && ctx_map_grow(m) < 0)
+        return 0;
+    int slot = m->nspare > 0 ? m->spare[--m->nspare] : ++m->next;
+    size_t i = ctx_cell(k, m->mask);
+    while (m->keys[i] != 0)
+        i = (i + 1) & m->mask;
+    m->keys[i] = k;
+    m->slots[i] = slot;
+    m->n++;
+    return slot;
+}
+
+/* Removes request key; returns its slot, 0 when it had none. */
+static int ctx_slot_take(struct ctx_map *m, uint64_t key)
+{
+    uint64_t k = key + 1;
+    size_t i = ctx_cell(k, m->mask);
+    while (m->keys[i] != k) {
+        if (m->keys[i] == 0)
+            return 0;
+        i = (i + 1) & m->mask;
+    }
+    int slot = m->slots[i];
+    /* Backward shift: pull later cells of the run into the hole when
+     * their home cell does not lie (cyclically) after the hole. */
+    for (size_t j = (i + 1) & m->mask; m->keys[j] != 0; j = (j + 1) & m->mask) {
+        size_t home = ctx_cell(m->keys[j], m->mask);
+        if (((j - home) & m->mask) >= ((j - i) & m->mask)) {
+            m->keys[i] = m->keys[j];
+            m->slots[i] = m->slots[j];
+            i = j;
+        }
+    }
+    m->keys[i] = 0;
+    m->n--;
+    /* Give the slot back; if that needs memory we lack, it is just not
+     * reused (slots are numbers: nothing leaks but one array cell). */
+    if (m->nspare == m->sparecap) {
+        size_t cap = m->sparecap ? m->sparecap * 2 : 16;
+        int *spare = realloc(m->spare, cap * sizeof *spare);
+        if (spare == NULL)
+            return slot;
+        m->spare = spare;
+        m->sparecap = cap;
+    }
+    m->spare[m->nspare++] = slot;
+    return slot;
+}
+
+/* A hook that continued or responded may have left the VM over its
+ * memory limit in straight-line code, which passes no budget check: the
+ * host looks (after a full collection) when the heap is near the limit.
+ * Returns true, with the message in err, when it is over. */
+static bool over_memory_at_return(struct sl_lua_vm *vm, char *err, size_t errlen)
+{
+    if (!sl_lua_vm_heap_near_limit(vm))
+        return false;
+    lua_State *L = vm->L;
+    lua_pushvalue(L, SL_LUA_VM_CHECK_MEM);
+    int rc = lua_pcall(L, 0, 1, 0);
+    bool over = rc != 0 || lua_isstring(L, -1);
+    if (rc == LUA_ERRMEM)
+        snprintf(err, errlen, "budget exceeded: memory: the VM's heap is full");
+    else if (over)
+        copy_message(L, -1, "budget exceeded: memory", err, errlen);
+    lua_settop(L, SL_LUA_VM_TOP);
+    return over;
+}
+
+/* The hot path: one C->Lua call per hook. The host's dispatch function
+ * sits at a fixed stack slot; the phase goes as an integer and the
+ * request key only to a hook that reads its ctx; the usual answer is one
+ * integer. */
 static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c,
                            char *err, size_t errlen, bool *budget)
 {
     struct lua_slot *s = worker_slot(p, c, err, errlen);
     if (s == NULL)
         return SL_ACTION_ERROR;
-    lua_State *L = s->vm.L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->vm.call_ref);
+    struct sl_lua_vm *vm = &s->vm;
+    lua_State *L = vm->L;
+    int nargs = 1;
+    lua_pushvalue(L, SL_LUA_VM_DISPATCH);
     lua_pushinteger(L, phase);
-    lua_pushnumber(L, request_key(c));
+    if (vm->ctx_phases & (1u << phase)) {
+        int slot = ctx_slot_of(&s->ctx, request_key(c));
+        if (slot == 0) {
+            lua_settop(L, SL_LUA_VM_TOP);
+            snprintf(err, errlen, "out of memory (the request's ctx slot)");
+            return SL_ACTION_ERROR;
+        }
+        lua_pushinteger(L, slot);
+        nargs = 2;
+    }
     struct sl_conn *prev = sl_ffi_enter(c);
-    int rc = lua_pcall(L, 2, 2, 0);
+    int rc = lua_pcall(L, nargs, LUA_MULTRET, 0);
     sl_ffi_leave(prev);
 
-    int action = SL_ACTION_ERROR;
     if (rc != 0) {
         /* Only the host itself can fail here (it catches plugin errors):
          * out of memory outside a budget check, mostly. */
@@ -344,41 +512,58 @@ static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_c
             snprintf(err, errlen, "budget exceeded: memory: the VM's heap is full");
         else
             copy_message(L, -1, "error in the plugin host", err, errlen);
-    } else {
-        switch ((int)lua_tointeger(L, -2)) {
-        case HOST_CONTINUE:
-            action = SL_ACTION_CONTINUE;
-            break;
-        case HOST_RESPOND:
-            action = SL_ACTION_RESPOND;
-            break;
-        case HOST_BUDGET:
-            *budget = true;
-            copy_message(L, -1, "budget exceeded", err, errlen);
-            break;
-        default:
-            copy_message(L, -1, "error", err, errlen);
-            break;
-        }
+        lua_settop(L, SL_LUA_VM_TOP);
+        return SL_ACTION_ERROR;
     }
-    lua_settop(L, 0);
+    /* code[, message] above what the host gave C */
+    int code = (int)lua_tointeger(L, SL_LUA_VM_TOP + 1);
+    int action = SL_ACTION_ERROR;
+    switch (code) {
+    case HOST_CONTINUE:
+    case HOST_RESPOND:
+        action = code == HOST_CONTINUE ? SL_ACTION_CONTINUE : SL_ACTION_RESPOND;
+        lua_settop(L, SL_LUA_VM_TOP);
+        if (over_memory_at_return(vm, err, errlen)) {
+            *budget = true;
+            action = SL_ACTION_ERROR;
+        }
+        return action;
+    case HOST_BUDGET:
+        *budget = true;
+        copy_message(L, SL_LUA_VM_TOP + 2, "budget exceeded", err, errlen);
+        break;
+    default:
+        copy_message(L, SL_LUA_VM_TOP + 2, "error", err, errlen);
+        break;
+    }
+    lua_settop(L, SL_LUA_VM_TOP);
     return action;
 }
 
+/* Runs for every plugin of the chain at the end of every request: free
+ * unless a hook of the request read its ctx. Drops the request's ctx
+ * table from host.ctx_slots directly: no call into Lua. */
 static void lua_plugin_request_done(struct sl_plugin *p, struct sl_conn *c)
 {
     struct lua_impl *im = p->impl;
     size_t id = (size_t)c->w->id;
-    if (id >= im->nslots || im->slots[id].vm.L == NULL)
+    if (id >= im->nslots || im->slots[id].ctx.n == 0)
         return;
     struct lua_slot *s = &im->slots[id];
+    int slot = ctx_slot_take(&s->ctx, request_key(c));
     lua_State *L = s->vm.L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->vm.done_ref);
-    lua_pushnumber(L, request_key(c));
-    if (lua_pcall(L, 1, 0, 0) != 0)
-        SL_WARN("plugin %s: dropping the context of request %s: %s", p->name, c->req.id,
-                lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
-    lua_settop(L, 0);
+    if (slot == 0 || L == NULL)
+        return;
+    /* Assigning nil to a key that is there allocates nothing and cannot
+     * raise; a slot the host never filled (it failed first) is left
+     * alone, since creating the key could. */
+    lua_rawgeti(L, SL_LUA_VM_CTX_SLOTS, slot);
+    bool present = !lua_isnil(L, -1);
+    lua_settop(L, SL_LUA_VM_TOP);
+    if (present) {
+        lua_pushnil(L);
+        lua_rawseti(L, SL_LUA_VM_CTX_SLOTS, slot);
+    }
 }
 
 int sl_lua_plugin_has_changed(const struct sl_plugin *p)
@@ -407,7 +592,7 @@ int sl_lua_plugin_live_requests(struct sl_plugin *p, int worker)
     lua_getfield(L, -1, "live");
     if (lua_isfunction(L, -1) && lua_pcall(L, 0, 1, 0) == 0)
         n = (int)lua_tointeger(L, -1);
-    lua_settop(L, 0);
+    lua_settop(L, SL_LUA_VM_TOP);
     return n;
 }
 
@@ -419,9 +604,26 @@ static void lua_plugin_release(struct sl_plugin *p)
     p->impl = NULL;
 }
 
+/* The worker retired this instance's generation: close its VM there, on
+ * its own thread, rather than wherever the generation's last reference
+ * goes. No request of that generation runs on the worker any more, so the
+ * slot is not reopened. */
+static void lua_plugin_worker_release(struct sl_plugin *p, int worker)
+{
+    struct lua_impl *im = p->impl;
+    if (worker < 0 || (size_t)worker >= im->nslots)
+        return;
+    struct lua_slot *s = &im->slots[worker];
+    sl_lua_vm_close(&s->vm);
+    ctx_map_fini(&s->ctx);
+    free(s->failure);
+    s->failure = NULL;
+}
+
 const struct sl_plugin_kind sl_lua_kind = {
     .name = "lua",
     .call = lua_plugin_call,
     .release = lua_plugin_release,
     .request_done = lua_plugin_request_done,
+    .worker_release = lua_plugin_worker_release,
 };

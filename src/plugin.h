@@ -50,6 +50,13 @@ struct sl_plugin_kind {
     /* Optional: the request on c has ended (after its log phase); drop any
      * per-request state. Runs on the worker thread of c. */
     void (*request_done)(struct sl_plugin *p, struct sl_conn *c);
+    /* Optional: worker is done with this instance's generation (it adopted
+     * a newer one and no request pins the old one any more); free what
+     * the instance keeps for that worker (its Lua VM). Runs on that
+     * worker's thread (at shutdown: after it ended), before the worker
+     * drops its reference to the generation; it must be idempotent.
+     * release() still frees the rest. */
+    void (*worker_release)(struct sl_plugin *p, int worker);
 };
 
 /* Per-plugin counters; per worker, so no atomics (summed at scrape time). */

@@ -252,7 +252,7 @@ static int attempt(struct sl_conn *c, struct sl_buf *carry)
     struct sl_upstream *up = r->upstream;
     for (;;) {
         int64_t now = sl_worker_now_ms(w);
-        int i = up->lb->pick(w->lb_states[up->index], up, r->tried, now);
+        int i = up->lb->pick(r->wg->lb_states[up->index], up, r->tried, now);
         if (i < 0) {
             if (carry != NULL)
                 sl_buf_fini(carry);
@@ -265,7 +265,7 @@ static int attempt(struct sl_conn *c, struct sl_buf *carry)
         r->attempts++;
         struct sl_backend *b = &up->backends[i];
         r->backend = b;
-        struct sl_pool *pool = w->pools_by_backend[b->gidx];
+        struct sl_pool *pool = r->wg->pools_by_backend[b->gidx];
         r->backend_name = pool->name;
         struct sl_upconn *u = sl_pool_take(pool, now);
         if (u != NULL) {

@@ -123,7 +123,7 @@ int sl_proxy_build_request_head(struct sl_conn *c, struct sl_upconn *u, struct s
     r->head_sent = true;
     const struct sl_head *h = r->head;
     const struct sl_hlist *l = &r->req_headers;
-    const struct sl_proxy_conf *pc = &c->w->gen->cfg->proxy;
+    const struct sl_proxy_conf *pc = &c->req.wg->gen->cfg->proxy;
     struct conn_tokens tokens;
     collect_tokens(l, &tokens);
     int rc = r->method != NULL
@@ -200,7 +200,7 @@ int sl_proxy_build_response_head(struct sl_conn *c, struct sl_upconn *u, bool in
             continue;
         rc |= add_field(out, hd);
     }
-    if (c->w->gen->cfg->proxy.via)
+    if (c->req.wg->gen->cfg->proxy.via)
         rc |= sl_buf_append_str(out, h->http_minor == 0 ? "Via: 1.0 sluice\r\n" : "Via: 1.1 sluice\r\n");
     if (h->status == 101) {
         const struct sl_header *up = sl_head_find(h, "upgrade", 7);

@@ -162,7 +162,8 @@ static int check_request(struct sl_conn *c)
 {
     struct sl_req *r = &c->req;
     const struct sl_head *h = r->head;
-    const struct sl_config *cfg = c->w->gen->cfg;
+    struct sl_gen *g = r->wg->gen;
+    const struct sl_config *cfg = g->cfg;
     if (h->method == HTTP_CONNECT)
         return 405;
     if (parse_target(c) < 0)
@@ -176,20 +177,17 @@ static int check_request(struct sl_conn *c)
     if (cfg->limits.max_body_size && h->has_length &&
         h->content_length > cfg->limits.max_body_size)
         return 413;
-    r->route = sl_router_match(c->w->gen->router, r->host, r->host_len, r->path, r->path_len);
+    r->route = sl_router_match(g->router, r->host, r->host_len, r->path, r->path_len);
     if (r->route == NULL)
         return 404;
-    r->upstream = sl_gen_route_upstream(c->w->gen, r->route);
+    r->upstream = sl_gen_route_upstream(g, r->route);
     return 0;
 }
 
-static int on_head(void *owner)
+int sl_request_prepare(struct sl_conn *c)
 {
-    struct sl_conn *c = owner;
     struct sl_req *r = &c->req;
     struct sl_head *h = &c->reader.head;
-    sl_worker_sync_gen(c->w);
-    c->state = SL_CONN_ACTIVE;
     r->head = h;
     sl_hlist_view(&r->req_headers, h->headers, h->nheaders);
     r->start_us = sl_worker_now_us(c->w);
@@ -200,7 +198,20 @@ static int on_head(void *owner)
     r->idempotent = is_idempotent(h->method);
     r->upgrade = h->upgrade && h->method != HTTP_CONNECT && !r->has_body;
     int status = check_request(c);
-    r->chain = sl_gen_chain(c->w->gen, r->route);
+    r->chain = sl_gen_chain(r->wg->gen, r->route);
+    return status;
+}
+
+static int on_head(void *owner)
+{
+    struct sl_conn *c = owner;
+    struct sl_req *r = &c->req;
+    /* The request runs all its phases on the generation current now, even
+     * if a reload publishes another before it ends (log_request unpins). */
+    sl_worker_sync_gen(c->w);
+    r->wg = sl_worker_pin(c->w);
+    c->state = SL_CONN_ACTIVE;
+    int status = sl_request_prepare(c);
     if (status == 0 && r->chain != NULL && r->chain->n[SL_PHASE_REQUEST_HEADERS] > 0 &&
         sl_chain_run(r->chain, SL_PHASE_REQUEST_HEADERS, c) == SL_ACTION_RESPOND)
         status = r->local_status;
@@ -219,7 +230,7 @@ static int on_body(void *owner, const char *p, size_t n)
     if (c->state != SL_CONN_ACTIVE)
         return -1;
     r->body_bytes += n;
-    uint64_t max = c->w->gen->cfg->limits.max_body_size;
+    uint64_t max = r->wg->gen->cfg->limits.max_body_size;
     if (max != 0 && r->body_bytes > max) {
         c->reader.error_status = 413;
         c->reader.error_reason = "request body too large";

@@ -60,36 +60,77 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void free_gen_state(struct sl_worker *w)
+/* Frees a worker's state for a generation. Its plugins first close what
+ * they keep for this worker (Lua VMs), here on the worker's own thread. */
+static void wg_free(struct sl_worker *w, struct sl_worker_gen *wg)
 {
-    if (w->gen == NULL)
-        return;
-    for (size_t i = 0; i < w->gen->nupstreams; i++)
-        if (w->lb_states[i] != NULL)
-            w->gen->upstreams[i].lb->state_free(w->lb_states[i]);
-    free(w->lb_states);
-    free(w->pools_by_backend);
-    w->lb_states = NULL;
-    w->pools_by_backend = NULL;
-    sl_gen_unref(w->gen);
-    w->gen = NULL;
+    struct sl_gen *g = wg->gen;
+    for (size_t i = 0; i < g->nplugins; i++) {
+        struct sl_plugin *p = g->plugins[i];
+        if (p->kind->worker_release != NULL)
+            p->kind->worker_release(p, w->id);
+    }
+    if (wg->lb_states != NULL)
+        for (size_t i = 0; i < g->nupstreams; i++)
+            if (wg->lb_states[i] != NULL)
+                g->upstreams[i].lb->state_free(wg->lb_states[i]);
+    free(wg->lb_states);
+    free(wg->pools_by_backend);
+    sl_gen_unref(g);
+    free(wg);
+}
+
+/* Frees the retired states no request pins any more. */
+static void reap_gens(struct sl_worker *w)
+{
+    struct sl_worker_gen *wg = LIST_FIRST(&w->retired);
+    while (wg != NULL) {
+        struct sl_worker_gen *next = LIST_NEXT(wg, link);
+        if (wg->inflight == 0) {
+            LIST_REMOVE(wg, link);
+            w->nretired--;
+            SL_DEBUG("worker %d: generation %llu released", w->id,
+                     (unsigned long long)wg->gen->id);
+            wg_free(w, wg);
+        }
+        wg = next;
+    }
+}
+
+struct sl_worker_gen *sl_worker_pin(struct sl_worker *w)
+{
+    w->cur->inflight++;
+    return w->cur;
+}
+
+void sl_worker_unpin(struct sl_worker *w, struct sl_worker_gen *wg)
+{
+    if (--wg->inflight == 0 && wg->retired)
+        sl_worker_schedule_reap(w);
 }
 
 int sl_worker_sync_gen(struct sl_worker *w)
 {
-    if (sl_gen_peek() == w->gen)
+    if (w->cur != NULL && sl_gen_peek() == w->cur->gen)
         return 0;
     struct sl_gen *g = sl_gen_acquire();
     if (g == NULL)
         return -1;
-    void **lb = calloc(g->nupstreams ? g->nupstreams : 1, sizeof *lb);
-    struct sl_pool **pools = calloc(g->nbackends ? g->nbackends : 1, sizeof *pools);
-    if (lb == NULL || pools == NULL)
+    struct sl_worker_gen *wg = calloc(1, sizeof *wg);
+    if (wg == NULL) {
+        sl_gen_unref(g);
+        SL_ERROR("worker %d: out of memory adopting generation", w->id);
+        return -1;
+    }
+    wg->gen = g;
+    wg->lb_states = calloc(g->nupstreams ? g->nupstreams : 1, sizeof *wg->lb_states);
+    wg->pools_by_backend = calloc(g->nbackends ? g->nbackends : 1, sizeof *wg->pools_by_backend);
+    if (wg->lb_states == NULL || wg->pools_by_backend == NULL)
         goto fail;
     for (size_t i = 0; i < g->nupstreams; i++) {
         struct sl_upstream *u = &g->upstreams[i];
-        lb[i] = u->lb->state_new(u);
-        if (lb[i] == NULL)
+        wg->lb_states[i] = u->lb->state_new(u);
+        if (wg->lb_states[i] == NULL)
             goto fail;
         for (size_t j = 0; j < u->nbackends; j++) {
             const struct sl_backend_conf *bc = u->backends[j].conf;
@@ -99,25 +140,26 @@ int sl_worker_sync_gen(struct sl_worker *w)
                 goto fail;
             p->max_idle = (size_t)u->conf->keepalive_max_idle;
             p->idle_timeout_ms = u->conf->keepalive_idle_timeout_ms;
-            pools[u->backends[j].gidx] = p;
+            wg->pools_by_backend[u->backends[j].gidx] = p;
         }
     }
-    /* Requests pin nothing yet: with a single generation per run the old
-     * one can go at once. Reloads will count in-flight requests per
-     * generation before releasing it. */
-    free_gen_state(w);
+    /* Requests in flight keep the old state through their pin; it is freed
+     * by the reaper when the last of them ends (at once when none). */
+    struct sl_worker_gen *old = w->cur;
+    w->cur = wg;
     w->gen = g;
-    w->lb_states = lb;
-    w->pools_by_backend = pools;
+    if (old != NULL) {
+        old->retired = true;
+        LIST_INSERT_HEAD(&w->retired, old, link);
+        w->nretired++;
+        if (old->inflight == 0)
+            sl_worker_schedule_reap(w);
+        SL_DEBUG("worker %d: adopted generation %llu (%zu retired still pinned or pending)",
+                 w->id, (unsigned long long)g->id, w->nretired);
+    }
     return 0;
 fail:
-    if (lb != NULL)
-        for (size_t i = 0; i < g->nupstreams; i++)
-            if (lb[i] != NULL)
-                g->upstreams[i].lb->state_free(lb[i]);
-    free(lb);
-    free(pools);
-    sl_gen_unref(g);
+    wg_free(w, wg);
     SL_ERROR("worker %d: out of memory adopting generation", w->id);
     return -1;
 }
@@ -134,6 +176,7 @@ static void reap(struct sl_worker *w)
         TAILQ_REMOVE(&w->dead_upconns, u, link);
         sl_upconn_free(u);
     }
+    reap_gens(w);
 }
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
@@ -216,6 +259,7 @@ int sl_worker_init(struct sl_worker *w, int id, const int *listen_fds, size_t n)
     TAILQ_INIT(&w->conns);
     TAILQ_INIT(&w->dead_conns);
     TAILQ_INIT(&w->dead_upconns);
+    LIST_INIT(&w->retired);
     struct event_config *ec = event_config_new();
     if (ec == NULL)
         return -1;
@@ -287,7 +331,17 @@ void sl_worker_join(struct sl_worker *w)
             close(w->listeners[i].fd);
     free(w->listeners);
     sl_accesslog_close(&w->alog);
-    free_gen_state(w);
+    /* Every connection is gone, so nothing pins a retired state now. */
+    struct sl_worker_gen *wg;
+    while ((wg = LIST_FIRST(&w->retired)) != NULL) {
+        LIST_REMOVE(wg, link);
+        wg_free(w, wg);
+    }
+    w->nretired = 0;
+    if (w->cur != NULL)
+        wg_free(w, w->cur);
+    w->cur = NULL;
+    w->gen = NULL;
     if (w->notify_fds[0] >= 0) {
         close(w->notify_fds[0]);
         close(w->notify_fds[1]);

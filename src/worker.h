@@ -24,6 +24,20 @@ struct sl_pool;
 TAILQ_HEAD(sl_conn_list, sl_conn);
 TAILQ_HEAD(sl_upconn_list, sl_upconn);
 
+/* A worker's state for one generation: what a request pins when it starts
+ * and lets go of when it ends, so a reload never frees what a request in
+ * flight still uses. Only the worker's thread touches it. */
+struct sl_worker_gen {
+    struct sl_gen *gen;                 /* a reference */
+    void **lb_states;                   /* owned: per upstream of gen */
+    struct sl_pool **pools_by_backend;  /* owned array, per backend of gen (gidx);
+                                         * the pools are borrowed from the worker */
+    size_t inflight;                    /* requests pinning it (no atomics: one thread) */
+    bool retired;                       /* no longer current: freed at inflight 0 */
+    LIST_ENTRY(sl_worker_gen) link;     /* in the worker's retired list */
+};
+LIST_HEAD(sl_worker_gen_list, sl_worker_gen);
+
 struct sl_listener {
     int fd;
     struct event ev;
@@ -41,9 +55,12 @@ struct sl_worker {
     struct event tick_ev;               /* 1 s housekeeping: idle pool sweep, log flush */
     struct event drain_ev;              /* drain deadline after stop */
 
-    struct sl_gen *gen;                 /* pinned: the generation new requests use */
-    void **lb_states;                   /* per upstream of gen, owned */
-    struct sl_pool **pools_by_backend;  /* per backend of gen (gidx), borrowed from pools */
+    struct sl_worker_gen *cur;          /* owned: the state new requests pin */
+    struct sl_gen *gen;                 /* borrowed: cur->gen, for connection-level settings
+                                         * (limits of new connections, timeouts, drain);
+                                         * a request uses its pinned c->req.wg->gen */
+    struct sl_worker_gen_list retired;  /* owned: older states requests still pin */
+    size_t nretired;
     struct sl_pool *pools;              /* owned list, keyed by backend address, kept across generations */
 
     struct sl_conn_list conns;          /* live client connections */
@@ -84,10 +101,23 @@ int64_t sl_worker_now_us(struct sl_worker *w);
  * refreshed once a second. */
 const char *sl_worker_http_date(struct sl_worker *w);
 
-/* Makes sure w->gen is the current generation, rebuilding the per-worker
- * state that hangs off it. Cheap when nothing changed. Returns 0, or -1 on
- * OOM (the old generation stays). */
+/* Makes sure w->cur is the worker's state for the current generation,
+ * building it (balancer states, pool map) when a new generation was
+ * published. The previous state is retired: it stays while requests pin it
+ * and is freed by the reaper once the last one ends, after each plugin of
+ * its generation got worker_release for this worker. Cheap when nothing
+ * changed. Returns 0, or -1 on OOM (the old generation stays). */
 int sl_worker_sync_gen(struct sl_worker *w);
+
+/* Pins the worker's current state for a request starting now: everything
+ * the request uses from its generation comes from the result until the
+ * matching sl_worker_unpin. Never NULL once the worker is initialised. */
+struct sl_worker_gen *sl_worker_pin(struct sl_worker *w);
+
+/* Lets go of a pin taken with sl_worker_pin; exactly once per pin. A
+ * retired state whose last pin goes is freed by the reaper, after the
+ * current callback chain has unwound, never inside it. */
+void sl_worker_unpin(struct sl_worker *w, struct sl_worker_gen *wg);
 
 /* Queues an event to free closed connections once the current callback
  * chain has unwound. */

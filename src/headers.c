@@ -85,18 +85,27 @@ int sl_hlist_remove(struct sl_hlist *l, struct sl_arena *a, const char *name, si
     return removed;
 }
 
+/* tchar of RFC 9110 §5.6.2, one table lookup per byte. */
+static const bool token_table[256] = {
+    ['a'] = 1, ['A'] = 1, ['b'] = 1, ['B'] = 1, ['c'] = 1, ['C'] = 1, ['d'] = 1, ['D'] = 1,
+    ['e'] = 1, ['E'] = 1, ['f'] = 1, ['F'] = 1, ['g'] = 1, ['G'] = 1, ['h'] = 1, ['H'] = 1,
+    ['i'] = 1, ['I'] = 1, ['j'] = 1, ['J'] = 1, ['k'] = 1, ['K'] = 1, ['l'] = 1, ['L'] = 1,
+    ['m'] = 1, ['M'] = 1, ['n'] = 1, ['N'] = 1, ['o'] = 1, ['O'] = 1, ['p'] = 1, ['P'] = 1,
+    ['q'] = 1, ['Q'] = 1, ['r'] = 1, ['R'] = 1, ['s'] = 1, ['S'] = 1, ['t'] = 1, ['T'] = 1,
+    ['u'] = 1, ['U'] = 1, ['v'] = 1, ['V'] = 1, ['w'] = 1, ['W'] = 1, ['x'] = 1, ['X'] = 1,
+    ['y'] = 1, ['Y'] = 1, ['z'] = 1, ['Z'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1,
+    ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['!'] = 1, ['#'] = 1,
+    ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
+    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+};
+
 bool sl_is_token(const char *s, size_t n)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
     if (n == 0)
         return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || (ch != 0 && strchr(extra, ch) != NULL);
-        if (!ok)
+    for (size_t i = 0; i < n; i++)
+        if (!token_table[(unsigned char)s[i]])
             return false;
-    }
     return true;
 }
 

@@ -38,23 +38,9 @@ static const struct sl_timeouts_conf *timeouts(const struct sl_conn *c)
     return &c->w->gen->cfg->timeouts;
 }
 
-static void add_timer(struct event *ev, int64_t ms)
-{
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    event_add(ev, &tv);
-}
-
-/* Deadlines move on every request; re-adding the timer each time would
- * cost a heap update per move. The timer stays where it is when it fires
- * no later than the new deadline, and on_timer re-arms for the rest. */
 static void arm_timer(struct sl_conn *c, int ms)
 {
-    int64_t at = sl_worker_now_ms(c->w) + ms;
-    c->deadline_ms = at;
-    if (c->timer_at_ms != 0 && c->timer_at_ms <= at)
-        return;
-    add_timer(&c->timer, ms);
-    c->timer_at_ms = at;
+    sl_deadline_set(&c->timer, sl_worker_now_ms(c->w), ms);
 }
 
 struct sl_conn *sl_conn_new(struct sl_worker *w, int fd, const struct sockaddr *peer)
@@ -84,7 +70,7 @@ struct sl_conn *sl_conn_new(struct sl_worker *w, int fd, const struct sockaddr *
     sl_reader_init(&c->reader, true, &sl_request_reader_ops, c, &rl);
     event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, on_read, c);
     event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
-    evtimer_assign(&c->timer, w->base, on_timer, c);
+    sl_deadline_init(&c->timer, w->base, on_timer, c);
     event_add(&c->rev, NULL);
     c->reading = true;
     arm_timer(c, timeouts(c)->client_header_ms);
@@ -119,8 +105,7 @@ static void release(struct sl_conn *c)
     c->state = SL_CONN_CLOSED;
     event_del(&c->rev);
     event_del(&c->wev);
-    event_del(&c->timer);
-    c->timer_at_ms = 0;
+    sl_deadline_cancel(&c->timer);
     close(c->fd);
     c->fd = -1;
     struct sl_worker *w = c->w;
@@ -603,13 +588,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct sl_conn *c = arg;
-    int64_t now = sl_worker_now_ms(c->w);
-    c->timer_at_ms = 0;
-    if (now < c->deadline_ms) {
-        add_timer(&c->timer, c->deadline_ms - now);
-        c->timer_at_ms = c->deadline_ms;
+    if (!sl_deadline_expired(&c->timer, sl_worker_now_ms(c->w)))
         return;
-    }
     switch (c->state) {
     case SL_CONN_IDLE:
         if (sl_reader_is_idle(&c->reader) && sl_buf_len(&c->in) == 0) {

@@ -13,6 +13,7 @@
 
 #include "arena.h"
 #include "buf.h"
+#include "deadline.h"
 #include "http1.h"
 
 struct sl_worker;
@@ -118,9 +119,8 @@ struct sl_conn {
     struct sl_worker *w;                /* borrowed */
     int fd;
     enum sl_conn_state state;
-    struct event rev, wev, timer;
-    int64_t deadline_ms;                /* when the timer's condition is due */
-    int64_t timer_at_ms;                /* when the pending timer fires; 0 if none */
+    struct event rev, wev;
+    struct sl_deadline timer;           /* header, body, send, keep-alive, linger */
     bool wev_pending;
     bool reading;                       /* rev added */
     bool in_feed;                       /* inside sl_reader_feed: do not re-enter */

@@ -60,7 +60,7 @@ void sl_pool_put(struct sl_pool *p, struct sl_upconn *u, int64_t now_ms)
     u->idle_since_ms = now_ms;
     TAILQ_INSERT_HEAD(&p->idle, u, link);
     p->nidle++;
-    sl_upconn_set_deadline(u, p->idle_timeout_ms);
+    sl_deadline_set(&u->timer, now_ms, p->idle_timeout_ms);
 }
 
 void sl_pool_remove(struct sl_pool *p, struct sl_upconn *u)

@@ -47,26 +47,9 @@ static const struct sl_upstream_conf *upconf(const struct sl_conn *c)
     return c->req.upstream->conf;
 }
 
-static void add_timer(struct event *ev, int64_t ms)
-{
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    event_add(ev, &tv);
-}
-
-/* The same lazy deadline as on client connections (see conn.c). */
-void sl_upconn_set_deadline(struct sl_upconn *u, int ms)
-{
-    int64_t at = sl_worker_now_ms(u->w) + ms;
-    u->deadline_ms = at;
-    if (u->timer_at_ms != 0 && u->timer_at_ms <= at)
-        return;
-    add_timer(&u->timer, ms);
-    u->timer_at_ms = at;
-}
-
 static void up_arm_timer(struct sl_upconn *u, int ms)
 {
-    sl_upconn_set_deadline(u, ms);
+    sl_deadline_set(&u->timer, sl_worker_now_ms(u->w), ms);
 }
 
 static struct sl_upconn *up_new(struct sl_worker *w, struct sl_pool *pool, int fd)
@@ -89,7 +72,7 @@ static struct sl_upconn *up_new(struct sl_worker *w, struct sl_pool *pool, int f
     sl_reader_init(&u->reader, false, &sl_response_reader_ops, u, &rl);
     event_assign(&u->rev, w->base, fd, EV_READ | EV_PERSIST, up_on_read, u);
     event_assign(&u->wev, w->base, fd, EV_WRITE | EV_PERSIST, up_on_write, u);
-    evtimer_assign(&u->timer, w->base, up_on_timer, u);
+    sl_deadline_init(&u->timer, w->base, up_on_timer, u);
     return u;
 }
 
@@ -110,8 +93,7 @@ void sl_upconn_close(struct sl_upconn *u)
     u->state = SL_UP_CLOSED;
     event_del(&u->rev);
     event_del(&u->wev);
-    event_del(&u->timer);
-    u->timer_at_ms = 0;
+    sl_deadline_cancel(&u->timer);
     close(u->fd);
     u->fd = -1;
     if (u->client != NULL && u->client->up == u)
@@ -638,13 +620,8 @@ static void up_on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct sl_upconn *u = arg;
-    int64_t now = sl_worker_now_ms(u->w);
-    u->timer_at_ms = 0;
-    if (now < u->deadline_ms) {
-        add_timer(&u->timer, u->deadline_ms - now);
-        u->timer_at_ms = u->deadline_ms;
+    if (!sl_deadline_expired(&u->timer, sl_worker_now_ms(u->w)))
         return;
-    }
     switch (u->state) {
     case SL_UP_IDLE:
         sl_upconn_close(u);     /* idle past the pool's idle_timeout */

@@ -11,6 +11,7 @@
 #include <event2/event_struct.h>
 
 #include "buf.h"
+#include "deadline.h"
 #include "http1.h"
 
 struct sl_conn;
@@ -34,7 +35,8 @@ struct sl_upconn {
     const char *backend_name;           /* borrowed from the pool */
     int fd;
     enum sl_upconn_state state;
-    struct event rev, wev, timer;
+    struct event rev, wev;
+    struct sl_deadline timer;           /* connect, response, idle in the pool */
     bool wev_pending;
     bool reading;
     bool reused;                        /* came from the pool */
@@ -46,8 +48,6 @@ struct sl_upconn {
     uint64_t resp_bytes;                /* response bytes received */
     uint64_t body_left;                 /* Content-Length bytes still to relay */
     int64_t idle_since_ms;
-    int64_t deadline_ms;                /* when the timer's condition is due */
-    int64_t timer_at_ms;                /* when the pending timer fires; 0 if none */
     TAILQ_ENTRY(sl_upconn) link;
 };
 
@@ -80,10 +80,6 @@ void sl_proxy_detach(struct sl_conn *c);
 /* The client drained its output below the low watermark: resume reading
  * the response. */
 void sl_proxy_client_drained(struct sl_conn *c);
-
-/* Sets when the connection's current wait times out, ms from now. The
- * timer is re-armed lazily: moving a deadline later costs no timer update. */
-void sl_upconn_set_deadline(struct sl_upconn *u, int ms);
 
 /* Frees a closed upstream connection; only the worker's reaper calls it. */
 void sl_upconn_free(struct sl_upconn *u);

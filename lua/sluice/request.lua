@@ -232,33 +232,7 @@ end
 ---------------------------------------------------------------------------
 -- The body (plugins that declared body = { request = true }).
 
-local n_get_body = "sluice.request.get_body"
-local n_set_body = "sluice.request.set_body"
-
-local function need_body(fname)
-  if not base.body_request then
-    error(fname .. ": the plugin must declare body = { request = true }", 3)
-  end
-end
-
---- get_body() -> the whole request body ("" when none).
-function M.get_body()
-  check_phase(IN_REQUEST, n_get_body)
-  need_body(n_get_body)
-  local rc = C.sl_ffi_body_get(REQUEST, pp, pn)
-  if rc == NOT_FOUND then return "" end
-  if rc ~= OK then return fail(n_get_body, rc) end
-  return ffi_string(pp[0], pn[0])
-end
-
---- set_body(s): replaces the body sent upstream (Content-Length follows).
-function M.set_body(s)
-  check_phase(REQUEST_PHASES, n_set_body)
-  need_body(n_set_body)
-  if type(s) ~= "string" then arg_error(n_set_body, 1, "string", s) end
-  local rc = C.sl_ffi_body_set(REQUEST, s, #s)
-  if rc ~= OK then return fail(n_set_body, rc) end
-  return true
-end
+M.get_body, M.set_body =
+  require("sluice.body").make(REQUEST, "sluice.request", "request", IN_REQUEST, REQUEST_PHASES)
 
 return M

@@ -57,36 +57,9 @@ function M.set_status(code)
   return true
 end
 
-local n_get_body = "sluice.response.get_body"
-local n_set_body = "sluice.response.set_body"
-local BODY_PHASES = { [4] = true, [5] = true }
-
-local function need_body(fname)
-  if not base.body_response then
-    error(fname .. ": the plugin must declare body = { response = true }", 3)
-  end
-end
-
---- get_body() -> the whole response body (plugins that declared
---- body = { response = true }, in response_body).
-function M.get_body()
-  check_phase(BODY_PHASES, n_get_body)
-  need_body(n_get_body)
-  local rc = C.sl_ffi_body_get(RESPONSE, pp, pn)
-  if rc == NOT_FOUND then return "" end
-  if rc ~= OK then return fail(n_get_body, rc) end
-  return ffi_string(pp[0], pn[0])
-end
-
---- set_body(s): replaces the response body (Content-Length follows).
-function M.set_body(s)
-  check_phase(BODY_PHASES, n_set_body)
-  need_body(n_set_body)
-  if type(s) ~= "string" then arg_error(n_set_body, 1, "string", s) end
-  local rc = C.sl_ffi_body_set(RESPONSE, s, #s)
-  if rc ~= OK then return fail(n_set_body, rc) end
-  return true
-end
+-- (plugins that declared body = { response = true }, in response_body)
+M.get_body, M.set_body = require("sluice.body").make(RESPONSE, "sluice.response", "response",
+  { [4] = true, [5] = true }, { [4] = true, [5] = true })
 
 local n_exit = "sluice.response.exit"
 

@@ -64,7 +64,7 @@ $(BUILD)/sluice: $(REL_OBJS) $(LLHTTP_REL)
 $(BUILD)/asan/sluice: $(ASAN_OBJS) $(LLHTTP_ASAN)
 	$(CC) $(OPT_ASAN) -pthread $(LUA_LDFLAGS) -o $@ $^ $(LIBS) $(LUA_LIBS)
 
-$(BUILD)/sluice-origin: $(ORIGIN_OBJS) $(LLHTTP_REL)
+$(BUILD)/sluice-origin: $(ORIGIN_OBJS) $(BUILD)/rel/status.o $(LLHTTP_REL)
 	$(CC) $(OPT_REL) -pthread -o $@ $^ $(LIBS)
 
 # The core (every object but main.c, plus testing.c) as a shared library:

@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "deadline.h"
 #include "http1.h"
+#include "status.h"
 
 struct sl_worker;
 struct sl_worker_gen;
@@ -195,7 +196,5 @@ bool sl_conn_close_if_idle(struct sl_conn *c);
 /* Frees a closed connection; only the worker's reaper calls it. */
 void sl_conn_free(struct sl_conn *c);
 
-/* Standard reason phrase for a status code ("Unknown" when none). */
-const char *sl_status_reason(int status);
 
 #endif

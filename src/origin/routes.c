@@ -2,6 +2,7 @@
  * queues bytes (c->out), body generation (c->gen_*), timers (slow, delay) and
  * the after-response action; conn.c does the I/O. */
 #include "origin.h"
+#include "status.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -20,43 +21,6 @@ enum framing {
     FR_NONE,                        /* 1xx, 204, 304: no body and no body headers */
 };
 
-static const char *reason(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
-    }
-}
-
 /* Queues a status line and headers. Returns the framing actually used:
  * HTTP/1.0 clients cannot decode chunked (RFC 9112 §7.1), they get a
  * close-delimited body instead. */
@@ -69,7 +33,7 @@ static enum framing head(struct sl_origin_conn *c, int status, enum framing fr, 
     sl_origin_out_str(c, "HTTP/1.1 ");
     sl_origin_out_u64(c, (uint64_t)status);
     sl_origin_out(c, " ", 1);
-    sl_origin_out_str(c, reason(status));
+    sl_origin_out_str(c, sl_status_reason(status));
     sl_origin_out(c, "\r\n", 2);
     if (fr == FR_CHUNKED || fr == FR_EOF || (fr == FR_LENGTH && len > 0))
         sl_origin_out_str(c, "Content-Type: text/plain\r\n");

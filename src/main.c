@@ -14,6 +14,7 @@
 #include "gen.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "reload.h"
 #include "worker.h"
 
 #define SL_VERSION "0.1.0"
@@ -155,105 +156,9 @@ static int start_workers(struct sl_worker *ws, int n, const struct sl_config *cf
     return 0;
 }
 
-/* Reload outcomes since start, for the admin API. */
-struct reload_stats {
-    uint64_t ok;
-    uint64_t failed;
-};
-
-/* Logs each line of a multi-line message at error level. */
-static void log_error_lines(const char *msg)
-{
-    while (*msg != '\0') {
-        size_t n = strcspn(msg, "\n");
-        if (n > 0)
-            SL_ERROR("%.*s", (int)n, msg);
-        msg += n;
-        if (*msg == '\n')
-            msg++;
-    }
-}
-
-static bool same_listeners(const struct sl_config *a, const struct sl_config *b)
-{
-    if (a->nlisteners != b->nlisteners)
-        return false;
-    for (size_t i = 0; i < a->nlisteners; i++)
-        if (strcmp(a->listeners[i].addr.text, b->listeners[i].addr.text) != 0 ||
-            a->listeners[i].backlog != b->listeners[i].backlog)
-            return false;
-    return true;
-}
-
-/* Settings the running process cannot change: the new config keeps the old
- * values (warned about), the rest of the reload goes on. Listening sockets
- * and workers are opened once at start; the access log is opened by each
- * worker at start. */
-static void keep_restart_only(struct sl_config *next, const struct sl_config *old)
-{
-    if (next->workers != old->workers) {
-        SL_WARN("sluice: reload: workers %d -> %d needs a restart; keeping %d",
-                old->workers, next->workers, old->workers);
-        next->workers = old->workers;
-    }
-    if (!same_listeners(next, old))
-        SL_WARN("sluice: reload: listeners changed: that needs a restart; keeping the current ones");
-    const char *a = old->log.access_log ? old->log.access_log : "";
-    const char *b = next->log.access_log ? next->log.access_log : "";
-    if (strcmp(a, b) != 0 || old->log.access_log_format != next->log.access_log_format)
-        SL_WARN("sluice: reload: access log settings changed: that needs a restart; keeping the current ones");
-}
-
-/* SIGHUP: builds the next generation completely on this thread (parse,
- * validate, load plugins) and publishes it with one swap; workers adopt it
- * at their next request. Any failure discards the candidate and leaves the
- * running generation untouched. */
-static void reload(const struct options *o, struct reload_stats *st)
-{
-    struct sl_gen *old = sl_gen_acquire();
-    if (o->config == NULL) {
-        SL_WARN("sluice: SIGHUP: quick mode has no configuration file to reload");
-        sl_gen_unref(old);
-        return;
-    }
-    SL_INFO("sluice: SIGHUP: reloading %s", o->config);
-    struct sl_config_errors errs = {0};
-    struct sl_config *cfg = sl_config_load(o->config, &errs);
-    size_t nerrs = errs.n;
-    for (size_t i = 0; i < errs.n; i++)
-        log_error_lines(errs.msgs[i]);
-    sl_config_errors_fini(&errs);
-    struct sl_gen *next = NULL;
-    if (cfg != NULL) {
-        keep_restart_only(cfg, old->cfg);
-        char err[4096];
-        next = sl_gen_new(cfg, err, sizeof err);
-        if (next == NULL) {
-            log_error_lines(err);
-            nerrs++;
-        }
-    } else if (nerrs == 0) {
-        nerrs = 1;
-    }
-    if (next == NULL) {
-        st->failed++;
-        SL_ERROR("sluice: reload failed: %zu error%s; keeping generation %llu",
-                 nerrs, nerrs == 1 ? "" : "s", (unsigned long long)old->id);
-        sl_gen_unref(old);
-        return;
-    }
-    st->ok++;
-    sl_log_set_level(next->cfg->log.level);
-    uint64_t id = next->id;
-    sl_gen_publish(next);
-    sl_gen_unref(old);
-    SL_INFO("sluice: reloaded configuration %s as generation %llu", o->config,
-            (unsigned long long)id);
-}
-
 /* Signals are taken synchronously by the main thread with sigwait, so no
  * handler ever runs inside a worker's event loop. */
-static int wait_for_stop(const struct options *o, struct reload_stats *st)
+static int wait_for_stop(void)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -265,7 +170,8 @@ static int wait_for_stop(const struct options *o, struct reload_stats *st)
         if (sigwait(&set, &sig) != 0)
             return -1;
         if (sig == SIGHUP) {
-            reload(o, st);
+            char err[256];
+            sl_reload_run("SIGHUP", NULL, err, sizeof err);
             continue;
         }
         SL_INFO("sluice: %s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -301,6 +207,7 @@ int main(int argc, char **argv)
         return 0;
     }
     sl_log_set_level(gen->cfg->log.level);
+    sl_reload_init(o.config, gen->id);
     sl_gen_publish(gen);
 
     signal(SIGPIPE, SIG_IGN);
@@ -319,8 +226,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < gen->cfg->nlisteners; i++)
             SL_INFO("sluice %s: listening on %s with %d worker%s", SL_VERSION,
                     gen->cfg->listeners[i].addr.text, nworkers, nworkers == 1 ? "" : "s");
-        struct reload_stats reloads = {0};
-        wait_for_stop(&o, &reloads);
+        wait_for_stop();
     }
     for (int i = 0; i < nworkers; i++)
         if (ws[i].base != NULL)

@@ -13,7 +13,7 @@
 
 PREFIX     ?= /usr/local
 CC         ?= cc
-BUILD      := build
+BUILD      ?= build
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 

@@ -154,10 +154,15 @@ int sl_proxy_build_request_head(struct sl_conn *c, struct sl_upconn *u, struct s
     }
     if (pc->via)
         rc |= sl_buf_append_str(out, h->http_minor == 0 ? "Via: 1.0 sluice\r\n" : "Via: 1.1 sluice\r\n");
-    if (h->chunked)
+    if (r->req_body.state != SL_BODY_NONE) {
+        /* Buffered for a body phase: sent whole, whatever framing came in. */
+        if (h->chunked || h->has_length || sl_body_len(&r->req_body) > 0)
+            rc |= add_length(out, sl_body_len(&r->req_body));
+    } else if (h->chunked) {
         rc |= sl_buf_append_str(out, "Transfer-Encoding: chunked\r\n");
-    else if (h->has_length)
+    } else if (h->has_length) {
         rc |= add_length(out, h->content_length);
+    }
     if (r->upgrade) {
         const struct sl_header *up = sl_head_find(h, "upgrade", 7);
         if (up == NULL)
@@ -214,7 +219,8 @@ int sl_proxy_build_response_head(struct sl_conn *c, struct sl_upconn *u, bool in
                 rc |= add_length(out, h->content_length);
             break;
         case SL_FRAMING_LENGTH:
-            rc |= add_length(out, h->content_length);
+            rc |= add_length(out, r->resp_body.state != SL_BODY_NONE
+                             ? sl_body_len(&r->resp_body) : h->content_length);
             break;
         case SL_FRAMING_CHUNKED:
             rc |= sl_buf_append_str(out, "Transfer-Encoding: chunked\r\n");

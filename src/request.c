@@ -6,6 +6,7 @@
 #include "conn.h"
 #include "gen.h"
 #include "headers.h"
+#include "log.h"
 #include "plugin.h"
 #include "proxy.h"
 #include "router.h"
@@ -202,6 +203,74 @@ int sl_request_prepare(struct sl_conn *c)
     return status;
 }
 
+/* The balancer phase, then the proxy. The phase runs once, after every
+ * request phase and before the first connection attempt: a plugin may
+ * move the request to another upstream or pin one of its backends
+ * (sl_api_set_upstream, sl_api_set_backend); the proxy's retries do not
+ * run it again. Returns what on_head and on_done return after a local
+ * reply or a start: 0 to go on, -1 when the connection is done. */
+static int go_upstream(struct sl_conn *c)
+{
+    struct sl_req *r = &c->req;
+    if (r->chain != NULL && r->chain->n[SL_PHASE_BALANCER] > 0) {
+        r->in_balancer = true;
+        int rc = sl_chain_run(r->chain, SL_PHASE_BALANCER, c);
+        r->in_balancer = false;
+        if (rc == SL_ACTION_RESPOND) {
+            sl_conn_reply(c, r->local_status, false);
+            return c->state == SL_CONN_ACTIVE || c->state == SL_CONN_IDLE ? 0 : -1;
+        }
+    }
+    sl_proxy_start(c);
+    return c->state == SL_CONN_ACTIVE ? 0 : -1;
+}
+
+/* The request_body phase on the whole buffered body, then the balancer
+ * and the proxy: the request goes upstream with the body plugins left
+ * (proxy_head.c gives it its Content-Length). Returns as go_upstream. */
+static int run_request_body(struct sl_conn *c)
+{
+    struct sl_req *r = &c->req;
+    if (sl_body_run_phase(c, &r->req_body, SL_PHASE_REQUEST_BODY) == SL_ACTION_RESPOND) {
+        sl_conn_reply(c, r->local_status, false);
+        return c->state == SL_CONN_ACTIVE || c->state == SL_CONN_IDLE ? 0 : -1;
+    }
+    return go_upstream(c);
+}
+
+/* A plugin of the chain needs the whole request body: nothing goes
+ * upstream until it is buffered and its phase ran. A body declared larger
+ * than max_body_buffer is refused before a byte of it is read (and before
+ * any 100 Continue); a request without a body runs the phase at once, on
+ * an empty body. */
+static int buffer_request_body(struct sl_conn *c)
+{
+    struct sl_req *r = &c->req;
+    const struct sl_head *h = r->head;
+    size_t max = r->wg->gen->cfg->limits.max_body_buffer;
+    if (h->has_length && h->content_length > max) {
+        SL_INFO("request %s: body of %llu bytes over limits.max_body_buffer (%zu): 413", r->id,
+                (unsigned long long)h->content_length, max);
+        sl_conn_reply(c, 413, true);
+        return -1;
+    }
+    /* Room grows as bytes arrive: a head alone must not make the proxy
+     * reserve max_body_buffer for a body that may never come. */
+    if (sl_body_start(&r->req_body, 0) < 0) {
+        sl_conn_reply(c, 503, true);
+        return -1;
+    }
+    if (!r->has_body)
+        return run_request_body(c);
+    /* The proxy answers Expect itself, once it wants the body (it does not
+     * forward the field): now. */
+    if (r->expect_continue) {
+        r->expect_continue = false;
+        sl_conn_send(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
+    return c->state == SL_CONN_ACTIVE ? 0 : -1;
+}
+
 static int on_head(void *owner)
 {
     struct sl_conn *c = owner;
@@ -219,8 +288,9 @@ static int on_head(void *owner)
         sl_conn_reply(c, status, false);
         return c->state == SL_CONN_ACTIVE || c->state == SL_CONN_IDLE ? 0 : -1;
     }
-    sl_proxy_start(c);
-    return c->state == SL_CONN_ACTIVE ? 0 : -1;
+    if (r->chain != NULL && r->chain->needs_request_body)
+        return buffer_request_body(c);
+    return go_upstream(c);
 }
 
 static int on_body(void *owner, const char *p, size_t n)
@@ -238,6 +308,17 @@ static int on_body(void *owner, const char *p, size_t n)
     }
     if (r->local)
         return 0;
+    if (r->req_body.state == SL_BODY_BUFFERING) {
+        int rc = sl_body_append(&r->req_body, p, n, r->wg->gen->cfg->limits.max_body_buffer);
+        if (rc != 0) {
+            /* Nothing was sent upstream: the origin never hears of it. */
+            c->reader.error_status = rc > 0 ? 413 : 503;
+            c->reader.error_reason = rc > 0 ? "request body over limits.max_body_buffer"
+                                            : "out of memory";
+            return -1;
+        }
+        return 0;
+    }
     sl_proxy_body(c, p, n);
     return c->state == SL_CONN_ACTIVE ? 0 : -1;
 }
@@ -254,7 +335,12 @@ static int on_done(void *owner)
         return c->state == SL_CONN_IDLE ? 0 : -1;
     }
     uint64_t before = c->nrequests;
-    sl_proxy_body_done(c);
+    if (r->req_body.state == SL_BODY_BUFFERING)
+        run_request_body(c);
+    else if (r->req_body.state == SL_BODY_NONE)
+        sl_proxy_body_done(c);
+    /* (SL_BODY_DONE: a request without a body ran its phase at its head,
+     * and went upstream whole.) */
     if (c->state == SL_CONN_CLOSED || c->state == SL_CONN_CLOSING)
         return -1;
     if (r->upgrade && c->nrequests == before)

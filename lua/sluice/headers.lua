@@ -50,12 +50,19 @@ function M.make(side, prefix, read_phases, write_phases)
   local n_add = prefix .. ".add_header"
   local n_clear = prefix .. ".clear_header"
 
-  -- get_header(name) -> the first value of the field called name
-  -- (case-insensitive), or nil.
-  function f.get_header(name)
+  -- get_header(name, index) -> the index-th value (1-based; default 1,
+  -- the first) of the field called name (case-insensitive), or nil.
+  function f.get_header(name, index)
     check_phase(read_phases, n_get)
     if type(name) ~= "string" then arg_error(n_get, 1, "string", name) end
-    local rc = C.sl_ffi_header_get(side, name, #name, 0, pp, pn)
+    local i = 0
+    if index ~= nil then
+      if type(index) ~= "number" or index < 1 or index % 1 ~= 0 then
+        arg_error(n_get, 2, "positive integer", index)
+      end
+      i = index - 1
+    end
+    local rc = C.sl_ffi_header_get(side, name, #name, i, pp, pn)
     if rc == OK then return ffi_string(pp[0], pn[0]) end
     if rc == NOT_FOUND then return nil end
     return fail(n_get, rc)

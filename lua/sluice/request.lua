@@ -50,6 +50,22 @@ M.get_client_ip = getter(C.sl_ffi_client_addr, "sluice.request.get_client_ip")
 --- get_id() -> the request id (16 hex digits), as in the logs.
 M.get_id = getter(C.sl_ffi_request_id, "sluice.request.get_id")
 
+local n_route = "sluice.request.get_route"
+local pp2, pn2 = base.pp2, base.pn2
+
+--- get_route() -> path, host: the route the request matched, as
+--- configured (its path prefix, and its host or nil when it takes any);
+--- nil when no route matched. Together they name the route.
+function M.get_route()
+  check_phase(IN_REQUEST, n_route)
+  local rc = C.sl_ffi_route(pp, pn, pp2, pn2)
+  if rc == NOT_FOUND then return nil end
+  if rc ~= OK then return fail(n_route, rc) end
+  local host = nil
+  if pp[0] ~= nil then host = ffi_string(pp[0], pn[0]) end
+  return ffi_string(pp2[0], pn2[0]), host
+end
+
 -- A setter of one string of the request line.
 local function setter(cfn, fname, what)
   return function(s)

@@ -246,7 +246,9 @@ local function validate_map(st, fs, v, keys)
     local before = #st.errs
     if fs.keys then
       local kst = { errs = {}, root = st.root }
-      check_scalar(kst, fs.keys, k, kk)
+      -- validate_value, not check_scalar alone: a key schema's
+      -- custom_validator runs too.
+      validate_value(kst, fs.keys, k, kk, true)
       if #kst.errs > 0 then add_error(st, kk, "invalid key: " .. kst.errs[1].message) end
     end
     if #st.errs == before then

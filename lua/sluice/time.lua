@@ -13,4 +13,11 @@ function M.now()
   return C.sl_ffi_now_ms()
 end
 
+--- monotonic_ms() -> milliseconds on a clock that never jumps (wall
+--- clock changes do not move it), with a fraction (microseconds); the same
+--- clock in every worker. For measuring intervals; its zero is arbitrary.
+function M.monotonic_ms()
+  return C.sl_ffi_monotonic_ms()
+end
+
 return M

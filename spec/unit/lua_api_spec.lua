@@ -188,6 +188,16 @@ end
 function C.sl_ffi_now_ms()
   return 1700000000123
 end
+function C.sl_ffi_route(ph, hn, pp, pn)
+  if not R.active then return ENOREQ end
+  if not R.route then return NOT_FOUND end
+  ph[0], hn[0] = R.route.host, R.route.host and #R.route.host or 0
+  return out(pp, pn, R.route.path)
+end
+-- No dict is declared here (spec/unit/shdict_spec.lua has real ones).
+function C.sl_ffi_shdict_open()
+  return nil
+end
 
 local fake_ffi = {
   cdef = function() end,
@@ -384,6 +394,29 @@ describe("the Lua plugin API", function()
       end)
     end)
 
+    it("reads the n-th value of a repeated header", function()
+      in_phase("log", function()
+        assert.equal("1", api.request.get_header("x-multi", 1))
+        assert.equal("2", api.request.get_header("X-Multi", 2))
+        assert.is_nil(api.request.get_header("x-multi", 3))
+        assert.equal("example.com", api.request.get_header("host", 1))
+      end)
+      for _, bad in ipairs({ 0, -1, 1.5, "2" }) do
+        assert.has_error(function()
+          in_phase("log", api.request.get_header, "x-multi", bad)
+        end)
+      end
+    end)
+
+    it("names the matched route", function()
+      R.route = { path = "/api", host = "*.example.com" }
+      assert.same({ "/api", "*.example.com" }, { in_phase("log", api.request.get_route) })
+      R.route = { path = "/" }
+      assert.same({ "/" }, { in_phase("log", api.request.get_route) })
+      R.route = nil
+      assert.is_nil(in_phase("log", api.request.get_route))
+    end)
+
     it("writes headers, one field per array item", function()
       in_phase("request_headers", function()
         assert.is_true(api.request.set_header("X-Multi", "3"))
@@ -562,8 +595,11 @@ describe("the Lua plugin API", function()
     assert.equal(1700000000123, api.time.now())
   end)
 
-  it("sluice.shared says it is not available yet", function()
-    assert.has_error(function() api.shared.dict("x") end, "sluice.shared: not available yet")
+  it("sluice.shared.dict names an undeclared dict in its error", function()
+    assert.has_error(function() api.shared.dict("x") end,
+      "sluice.shared.dict: no shared dict named 'x' (declare it under shared_dicts in the configuration)")
+    assert.has_error(function() api.shared.dict(1) end,
+      "sluice.shared.dict: bad argument #1 (string expected, got number)")
   end)
 end)
 

@@ -102,6 +102,17 @@ describe("sluice.schema", function()
       { "a bad map key", { { m = { type = "map", keys = { type = "string", match = "^x%-" },
                                     values = { type = "string" } } } },
         { m = { ["y-1"] = "v" } }, { ["config.m.y-1"] = [[invalid key: invalid value "y-1": must match the pattern '^x%-']] } },
+      { "a map key its custom validator refuses", { { m = { type = "map",
+          keys = { type = "string", custom_validator = function(k)
+            if k:lower() ~= k then return nil, "must be lower case" end
+            return true
+          end },
+          values = { type = "string" } } } },
+        { m = { ok = "v", Bad = "w" } }, { ["config.m.Bad"] = "invalid key: must be lower case" } },
+      { "a map key whose custom validator raises", { { m = { type = "map",
+          keys = { type = "string", custom_validator = function() error("boom", 0) end },
+          values = { type = "string" } } } },
+        { m = { k = "v" } }, { ["config.m.k"] = "invalid key: custom validator failed: boom" } },
       { "a bad map value", { { m = { type = "map", values = { type = "integer" } } } },
         { m = { a = "1" } }, { ["config.m.a"] = 'expected an integer, got "1"' } },
       { "deep paths", { { r = record({ { a = { type = "array", elements = record({

@@ -9,6 +9,10 @@
 #   make test       install, build (release, ASan+UBSan, libsluice.so) and run every spec
 #   make bench      wrk + callgrind against sluice and nginx (see docs/BENCHMARKS.md)
 #   make install PREFIX=/usr/local
+#                   also installs sluice_plugin.h and sluice-plugin.pc, for
+#                   native plugins built out of tree (docs/PLUGINS.md)
+#   make plugin SRC=path/to/x.c
+#                   builds a native plugin path/to/x.so against this tree
 #   make clean
 
 PREFIX     ?= /usr/local
@@ -18,11 +22,11 @@ LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
 # Debian 12 packages, installed by `make deps` only when absent.
-DEB_BUILD := gcc make pkg-config libevent-dev libyaml-dev libluajit2-5.1-dev node-llhttp
+DEB_BUILD := gcc make pkg-config libevent-dev libyaml-dev libluajit2-5.1-dev node-llhttp libssl-dev
 DEB_TEST  := lua-busted luajit2 lua-socket
 DEB_BENCH := nginx-light libnginx-mod-http-lua haproxy wrk valgrind strace python3 util-linux
 
-PKGS      := libevent yaml-0.1
+PKGS      := libevent yaml-0.1 libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LUA_CFLAGS = $(shell pkg-config --cflags luajit 2>/dev/null)
@@ -32,7 +36,7 @@ LUA_LIBS   = $(shell pkg-config --libs luajit 2>/dev/null)
 LUA_LDFLAGS := '-Wl,--export-dynamic-symbol=sl_ffi_*'
 
 WARN      := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wvla
-BASEFLAGS  = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -pthread -MMD -MP -Isrc -I$(LLHTTP_INC) $(PKG_CFLAGS) $(LUA_CFLAGS)
+BASEFLAGS  = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -pthread -MMD -MP -Isrc -Iplugins-native/include -I$(LLHTTP_INC) $(PKG_CFLAGS) $(LUA_CFLAGS)
 OPT_REL   := -O2 -g
 OPT_ASAN  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LIBS       = $(PKG_LIBS) -lpthread
@@ -54,7 +58,7 @@ LLHTTP_PIC  := $(LLHTTP_C:%.c=$(BUILD)/pic/llhttp/%.o)
 
 .PHONY: all asan run test bench install clean deps deps-build deps-test deps-bench
 
-all: $(BUILD)/sluice $(BUILD)/sluice-origin
+all: $(BUILD)/sluice $(BUILD)/sluice-origin native
 
 asan: $(BUILD)/asan/sluice
 
@@ -106,6 +110,46 @@ $(BUILD)/pic/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) $(OPT_REL) -fPIC -c -o $@ $<
 
+# --- native plugins ---------------------------------------------------------
+# plugins-native/NAME.c -> $(BUILD)/plugins-native/NAME.so, built exactly as
+# a third-party plugin is (docs/PLUGINS.md): only sluice_plugin.h (plus
+# libcrypto for jwt), -fPIC -shared, and -z defs, so a plugin that would
+# need a symbol of sluice fails to link here rather than to load. The spec
+# fixtures (spec/fixtures/native/, bad plugins on purpose) go to
+# $(BUILD)/fixtures-native/, out of every default plugin path.
+PLUGIN_CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden \
+                  -Iplugins-native/include $(WARN)
+PLUGIN_LDFLAGS := -shared -Wl,-z,defs
+CRYPTO_LIBS     = $(shell pkg-config --libs libcrypto 2>/dev/null)
+NATIVE_SOS     := $(patsubst plugins-native/%.c,$(BUILD)/plugins-native/%.so,$(wildcard plugins-native/*.c))
+FIXTURE_SOS    := $(patsubst spec/fixtures/native/%.c,$(BUILD)/fixtures-native/%.so,$(wildcard spec/fixtures/native/*.c))
+
+.PHONY: native plugin
+native: $(NATIVE_SOS) $(FIXTURE_SOS)
+
+$(BUILD)/plugins-native/%.so: plugins-native/%.c
+	@mkdir -p $(@D)
+	$(CC) $(PLUGIN_CFLAGS) -MMD -MP $(PLUGIN_LDFLAGS) -o $@ $< $(PLUGIN_EXTRA)
+
+$(BUILD)/plugins-native/jwt.so: PLUGIN_EXTRA = $(CRYPTO_LIBS)
+
+$(BUILD)/fixtures-native/%.so: spec/fixtures/native/%.c
+	@mkdir -p $(@D)
+	$(CC) $(PLUGIN_CFLAGS) -MMD -MP $(PLUGIN_LDFLAGS) -o $@ $<
+
+# The native benchmark plugin of spec/bench/plugins.sh (variant sluice-native).
+BENCH_SO       := $(BUILD)/bench-native/bench.so
+
+$(BENCH_SO): spec/bench/bench-native.c
+	@mkdir -p $(@D)
+	$(CC) $(PLUGIN_CFLAGS) -MMD -MP $(PLUGIN_LDFLAGS) -o $@ $<
+
+# Out of tree: make plugin SRC=path/to/x.c [PLUGIN_LIBS=-lfoo] builds
+# path/to/x.so against this tree's sluice_plugin.h.
+plugin:
+	@test -n "$(SRC)" || { echo "usage: make plugin SRC=path/to/plugin.c [PLUGIN_LIBS=...]"; exit 2; }
+	$(CC) $(PLUGIN_CFLAGS) $(PLUGIN_LDFLAGS) -o $(basename $(SRC)).so $(SRC) $(PLUGIN_LIBS)
+
 -include $(wildcard $(BUILD)/*/*.d $(BUILD)/*/*/*.d)
 
 # --- dependencies ---------------------------------------------------------
@@ -147,7 +191,7 @@ test: deps-test
 	@$(MAKE) --no-print-directory all asan $(BUILD)/libsluice.so
 	@spec/run.sh
 
-bench: deps-bench
+bench: deps-bench $(BENCH_SO)
 	@$(MAKE) --no-print-directory all
 	@spec/bench/run.sh
 
@@ -159,6 +203,12 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/sluice/lua/sluice $(DESTDIR)$(PREFIX)/share/sluice/plugins-lua
 	install -m 644 lua/sluice/*.lua $(DESTDIR)$(PREFIX)/share/sluice/lua/sluice/
 	cp -R plugins-lua/. $(DESTDIR)$(PREFIX)/share/sluice/plugins-lua/
+	install -d $(DESTDIR)$(PREFIX)/share/sluice/plugins-native $(DESTDIR)$(PREFIX)/include/sluice \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(NATIVE_SOS) $(DESTDIR)$(PREFIX)/share/sluice/plugins-native/
+	install -m 644 plugins-native/include/sluice_plugin.h $(DESTDIR)$(PREFIX)/include/sluice/
+	sed -e 's|@PREFIX@|$(PREFIX)|' plugins-native/sluice-plugin.pc.in \
+	  >$(DESTDIR)$(PREFIX)/lib/pkgconfig/sluice-plugin.pc
 
 clean:
 	rm -rf $(BUILD) spec/.results

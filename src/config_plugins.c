@@ -320,8 +320,58 @@ static void plugin_config(struct sl_yaml *y, yaml_node_t *val, const char *path,
     convert(&t, val, path, 0, &pc->config);
 }
 
+static void plugin_kind(struct sl_yaml *y, yaml_node_t *val, const char *path, void *base)
+{
+    static const char *const names[] = { "lua", "native" };
+    struct sl_plugin_conf *pc = base;
+    size_t i;
+
+    if (sl_yaml_pick(y, val, path, names, SL_YAML_COUNTOF(names), &i))
+        pc->kind = i == 0 ? SL_PLUGIN_LUA : SL_PLUGIN_NATIVE;
+}
+
+/* A path below one of the plugin paths; whether it stays inside them is
+ * checked when the plugin is looked up (plugin_find.c), where symlinks can
+ * be resolved. */
+static void plugin_file(struct sl_yaml *y, yaml_node_t *val, const char *path, void *base)
+{
+    static const char what[] = "a file path relative to the plugin paths";
+    struct sl_plugin_conf *pc = base;
+    const char *s = sl_yaml_scalar(y, val, path, what);
+
+    if (s == NULL || has_nul(y, val, path))
+        return;
+    if (s[0] == '\0' || s[0] == '/') {
+        sl_yaml_expected(y, val, path, what);
+        return;
+    }
+    free(pc->file);
+    pc->file = sl_config_xstrdup(s);
+}
+
+static void plugin_sha256(struct sl_yaml *y, yaml_node_t *val, const char *path, void *base)
+{
+    static const char what[] = "a SHA-256 digest (64 hex digits)";
+    struct sl_plugin_conf *pc = base;
+    const char *s = sl_yaml_scalar(y, val, path, what);
+
+    if (s == NULL)
+        return;
+    if (val->data.scalar.length != 64 || strspn(s, "0123456789abcdefABCDEF") != 64) {
+        sl_yaml_expected(y, val, path, what);
+        return;
+    }
+    free(pc->sha256);
+    pc->sha256 = sl_config_xstrdup(s);
+    for (char *c = pc->sha256; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+}
+
 static const struct sl_yaml_field plugin_fields[] = {
     SL_YAML_FUNC("name", plugin_name),
+    SL_YAML_FUNC("kind", plugin_kind),
+    SL_YAML_FUNC("file", plugin_file),
+    SL_YAML_FUNC("sha256", plugin_sha256),
     SL_YAML_BOOLEAN("enabled", struct sl_plugin_conf, enabled),
     SL_YAML_NUM("priority", SL_YAML_INT, struct sl_plugin_conf, priority,
                 -PRIORITY_MAX, PRIORITY_MAX),
@@ -453,6 +503,8 @@ static void free_plugins(struct sl_plugin_conf *list, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(list[i].name);
+        free(list[i].file);
+        free(list[i].sha256);
         sl_value_free(&list[i].config);
     }
     free(list);

@@ -23,9 +23,10 @@ void sl_config_plugin_paths_load(struct sl_yaml *y, yaml_node_t *val, const char
 
 /* Reads the plugins list seq found at path ("plugins", "routes[0].plugins")
  * into *list and *n, which must be empty: each item is a plugin name or a
- * mapping of name, enabled, priority, on_error, timeout_ms, memory_limit_mb
- * and config. Problems are recorded in y, duplicate names included; an item
- * with problems is still stored, possibly without a name. */
+ * mapping of name, kind, file, sha256, enabled, priority, on_error,
+ * timeout_ms, memory_limit_mb and config. Problems are recorded in y,
+ * duplicate names included; an item with problems is still stored,
+ * possibly without a name. */
 void sl_config_plugins_load(struct sl_yaml *y, yaml_node_t *seq, const char *path,
                             struct sl_plugin_conf **list, size_t *n);
 

@@ -13,9 +13,11 @@
 #include <lua.h>
 
 #include "conn.h"
+#include "hash.h"
 #include "log.h"
 #include "lua_ffi.h"
 #include "lua_vm.h"
+#include "plugin_find.h"
 #include "worker.h"
 
 #define SOURCE_MAX  (16u << 20)     /* a bigger plugin file is refused */
@@ -56,62 +58,7 @@ struct lua_impl {
     size_t nslots;
 };
 
-static uint64_t fnv1a(const char *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 0x100000001b3u;
-    }
-    return h;
-}
-
-/* --- finding and reading the file ------------------------------------------------ */
-
-/* dir as the config means it: relative to the config file's directory. */
-static void resolve_dir(char *out, size_t outlen, const char *config_file, const char *dir)
-{
-    const char *slash = config_file ? strrchr(config_file, '/') : NULL;
-    if (dir[0] == '/' || config_file == NULL)
-        snprintf(out, outlen, "%s", dir);
-    else if (slash == NULL)
-        snprintf(out, outlen, "%s", dir);
-    else
-        snprintf(out, outlen, "%.*s/%s", (int)(slash - config_file), config_file, dir);
-}
-
-static bool is_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Fills path with the plugin's file. Returns 0, or SL_LUA_NOT_FOUND with
- * the places looked at in err. */
-static int find_file(const char *name, const char *const *paths, size_t npaths,
-                     const char *config_file, char *path, size_t pathlen, char *err,
-                     size_t errlen)
-{
-    char dir[PATH_MAX];
-    for (size_t i = 0; i < npaths; i++) {
-        resolve_dir(dir, sizeof dir, config_file, paths[i]);
-        snprintf(path, pathlen, "%s/%s.lua", dir, name);
-        if (is_file(path))
-            return 0;
-        snprintf(path, pathlen, "%s/%s/handler.lua", dir, name);
-        if (is_file(path))
-            return 0;
-    }
-    size_t used = (size_t)snprintf(err, errlen, "plugin %s: no %s.lua or %s/handler.lua in",
-                                   name, name, name);
-    for (size_t i = 0; i < npaths && used < errlen; i++) {
-        resolve_dir(dir, sizeof dir, config_file, paths[i]);
-        used += (size_t)snprintf(err + used, errlen - used, "%s %s", i ? "," : "", dir);
-    }
-    if (npaths == 0 && used < errlen)
-        snprintf(err + used, errlen - used, " any directory (plugin_paths is empty)");
-    return SL_LUA_NOT_FOUND;
-}
+/* --- reading the file ------------------------------------------------------------ */
 
 /* Reads path whole. Returns the text (owned, NUL-terminated) or NULL with
  * a message. */
@@ -199,7 +146,7 @@ static struct lua_impl *impl_load(const char *path, const struct sl_plugin_conf 
         impl_free(im);
         return NULL;
     }
-    im->hash = fnv1a(im->text, im->len);
+    im->hash = sl_hash_fnv1a64(im->text, im->len);
     struct sl_lua_source src = { .path = path, .text = im->text, .len = im->len };
     struct sl_lua_vm vm;
     if (sl_lua_vm_open(&vm, &src, conf, config_file, meta, err, errlen) < 0) {
@@ -244,17 +191,13 @@ static struct sl_plugin *plugin_new(const struct sl_plugin_conf *conf, const cha
     return p;
 }
 
-int sl_lua_plugin_load(const struct sl_plugin_conf *conf, const char *const *paths,
-                       size_t npaths, const char *config_file, struct sl_plugin **out,
-                       char *err, size_t errlen)
+int sl_lua_plugin_load(const struct sl_plugin_conf *conf, const char *path,
+                       const char *config_file, struct sl_plugin **out, char *err,
+                       size_t errlen)
 {
-    char path[PATH_MAX + 64];
     *out = NULL;
     if (sl_lua_dir() == NULL && sl_lua_init(sl_lua_nworkers(), err, errlen) < 0)
         return -1;
-    int rc = find_file(conf->name, paths, npaths, config_file, path, sizeof path, err, errlen);
-    if (rc != 0)
-        return rc;
     struct sl_lua_meta meta;
     struct lua_impl *im = impl_load(path, conf, config_file, &meta, err, errlen);
     if (im == NULL)
@@ -574,9 +517,24 @@ int sl_lua_plugin_has_changed(const struct sl_plugin *p)
     char *text = read_source(p->source, &len, err, sizeof err);
     if (text == NULL)
         return 1;
-    int changed = len != im->len || fnv1a(text, len) != im->hash || memcmp(text, im->text, len) != 0;
+    int changed = len != im->len || sl_hash_fnv1a64(text, len) != im->hash || memcmp(text, im->text, len) != 0;
     free(text);
     return changed;
+}
+
+/* The kind's has_changed: the instance's name must still lead to the same
+ * file through cfg's plugin_paths (a file added earlier in the search
+ * order would shadow it), and that file must hold the same text. */
+static int lua_plugin_has_changed(const struct sl_plugin *p, const struct sl_config *cfg)
+{
+    const struct lua_impl *im = p->impl;
+    struct sl_plugin_file f;
+    char why[512];
+    if (sl_plugin_find(p->conf, (const char *const *)cfg->plugin_paths, cfg->nplugin_paths,
+                       im->config_file, &f, why, sizeof why) != 0 ||
+        strcmp(f.path, p->source) != 0)
+        return 1;
+    return sl_lua_plugin_has_changed(p);
 }
 
 int sl_lua_plugin_live_requests(struct sl_plugin *p, int worker)
@@ -626,4 +584,5 @@ const struct sl_plugin_kind sl_lua_kind = {
     .release = lua_plugin_release,
     .request_done = lua_plugin_request_done,
     .worker_release = lua_plugin_worker_release,
+    .has_changed = lua_plugin_has_changed,
 };

@@ -1,7 +1,7 @@
 /* Lua plugins: the "lua" kind of the plugin chain (plugin.h).
  *
  * A Lua plugin is <dir>/<name>.lua or <dir>/<name>/handler.lua in one of
- * the configured plugin paths, returning a table (name, version, priority,
+ * the configured plugin paths (plugin_find.c finds it), returning a table (name, version, priority,
  * schema, body, phase functions; docs/PLUGINS.md). Loading reads the file
  * once and checks everything in a throwaway VM on the calling thread, so a
  * bad plugin or config fails the generation with a precise message. Each
@@ -18,18 +18,14 @@
 
 extern const struct sl_plugin_kind sl_lua_kind;
 
-/* sl_lua_plugin_load's "no Lua plugin of that name" result. */
-#define SL_LUA_NOT_FOUND 1
-
-/* Loads the Lua plugin conf->name for the instance conf: looks for
- * <dir>/<name>.lua, then <dir>/<name>/handler.lua, in each of paths in
- * order (a relative dir is relative to config_file's directory, or to the
- * working directory when config_file is NULL), reads it, and loads it in a
- * throwaway VM: the code compiles, returns a valid plugin table, conf's
- * config passes the plugin's schema, init(conf) succeeds. Error messages
- * read "FILE:LINE: message" (code), "FILE: plugin ...: message" (the
- * plugin table, the schema) or "CONFIG_FILE:LINE:COL: plugin NAME:
- * config.a.b: message" (config values; one line per problem).
+/* Loads the Lua plugin file path (found by sl_plugin_find: NAME.lua or
+ * NAME/handler.lua in a plugin path) for the instance conf: reads it and
+ * loads it in a throwaway VM: the code compiles, returns a valid plugin
+ * table, conf's config passes the plugin's schema, init(conf) succeeds.
+ * Error messages read "FILE:LINE: message" (code), "FILE: plugin ...:
+ * message" (the plugin table, the schema) or "CONFIG_FILE:LINE:COL: plugin
+ * NAME: config.a.b: message" (config values; one line per problem;
+ * config_file may be NULL).
  *
  * On success *out is a new plugin (free with sl_plugin_free): name
  * conf->name, priority conf->priority when the config sets one, else the
@@ -38,11 +34,10 @@ extern const struct sl_plugin_kind sl_lua_kind;
  * sl_lua_nworkers() workers. sl_lua_init must have been called (it is
  * called with one worker per CPU if not).
  *
- * Returns 0; SL_LUA_NOT_FOUND when no file exists (err says where it
- * looked; not an error: the plugin may be native); -1 with err set. */
-int sl_lua_plugin_load(const struct sl_plugin_conf *conf, const char *const *paths,
-                       size_t npaths, const char *config_file, struct sl_plugin **out,
-                       char *err, size_t errlen);
+ * Returns 0, or -1 with err set. */
+int sl_lua_plugin_load(const struct sl_plugin_conf *conf, const char *path,
+                       const char *config_file, struct sl_plugin **out, char *err,
+                       size_t errlen);
 
 /* Creates worker's VM of the Lua plugin p now rather than at its first
  * call (e.g. while building a generation, before it is published; the

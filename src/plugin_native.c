@@ -1,0 +1,672 @@
+#include "plugin_native.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "conn.h"
+#include "log.h"
+#include "lua_vm.h"
+#include "plugin_find.h"
+#include "plugin_native_host.h"
+#include "sha256.h"
+#include "worker.h"
+
+#define FILE_MAX        (256u << 20)    /* a bigger plugin file is refused */
+#define PRIORITY_MAX    1000000
+#define RETRY_MS        1000            /* a failed worker_init is retried after this */
+#define ENTRY           "sluice_plugin_init"
+
+typedef const struct sluice_plugin *(*entry_fn)(const struct sluice_host *host);
+
+/* One loaded copy of a plugin file, shared by every instance whose file
+ * has the same content. Lives in the registry below, under its lock. */
+struct module {
+    struct module *next;
+    char hash[SL_SHA256_HEX_LEN + 1];
+    char copy[PATH_MAX];            /* the private copy dlopen'd */
+    void *handle;
+    struct sluice_plugin desc;      /* the plugin's descriptor; zero past its size */
+    size_t refs;                    /* instances using it */
+};
+
+/* A worker's state of an instance; only that worker touches it. */
+struct worker_slot {
+    void *state;                    /* worker_init's */
+    bool ready;
+    int64_t retry_at_ms;            /* after a failed worker_init: not before this */
+};
+
+struct native_impl {
+    struct module *mod;             /* a reference */
+    void *instance;                 /* config_create's */
+    sluice_hook_fn hooks[SL_PHASE_COUNT];
+    struct worker_slot *workers;    /* owned: one per worker */
+    size_t nworkers;
+};
+
+/* A plugin's value for one request (the hooks' state argument), in the
+ * request's arena, listed from sl_req.plugin_state. */
+struct sl_plugin_state {
+    const struct sl_plugin *owner;
+    void *value;
+    struct sl_plugin_state *next;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct module *modules;
+static char copy_dir[PATH_MAX];
+
+/* --- private copies -------------------------------------------------------------- */
+
+/* At exit the process's copies go, loaded or not (a crash leaves them in a
+ * directory named after the pid). Nothing is unloaded here: threads of a
+ * shutting-down process may still be on their way out. */
+static void remove_copies(void)
+{
+    pthread_mutex_lock(&lock);
+    for (struct module *m = modules; m != NULL; m = m->next)
+        unlink(m->copy);
+    if (copy_dir[0] != '\0')
+        rmdir(copy_dir);
+    pthread_mutex_unlock(&lock);
+}
+
+static bool is_usable_dir(const char *dir)
+{
+    return dir != NULL && dir[0] == '/' && strlen(dir) < PATH_MAX - 128 &&
+           access(dir, W_OK | X_OK) == 0;
+}
+
+static int ensure_copy_dir(char *err, size_t errlen)
+{
+    if (copy_dir[0] != '\0')
+        return 0;
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    if (!is_usable_dir(base))
+        base = getenv("TMPDIR");
+    if (!is_usable_dir(base))
+        base = "/tmp";
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/sluice-%ld-XXXXXX", base, (long)getpid());
+    if (mkdtemp(dir) == NULL) {
+        snprintf(err, errlen, "cannot create a directory for plugin copies in %s: %s", base,
+                 strerror(errno));
+        return -1;
+    }
+    static bool registered;
+    if (!registered && atexit(remove_copies) == 0)
+        registered = true;
+    memcpy(copy_dir, dir, sizeof copy_dir);
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes the bytes to DIR/HASH.so, replacing a leftover of an earlier
+ * load (same name, hence same content). */
+static int write_copy(struct module *m, const char *bytes, size_t len, char *err, size_t errlen)
+{
+    if (ensure_copy_dir(err, errlen) < 0)
+        return -1;
+    int n = snprintf(m->copy, sizeof m->copy, "%s/%s.so", copy_dir, m->hash);
+    if (n < 0 || (size_t)n >= sizeof m->copy) {
+        snprintf(err, errlen, "the directory for plugin copies has too long a name");
+        return -1;
+    }
+    unlink(m->copy);
+    int fd = open(m->copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0700);
+    if (fd < 0 || write_all(fd, bytes, len) < 0 || close(fd) < 0) {
+        snprintf(err, errlen, "cannot write its private copy %.1024s: %s", m->copy,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        unlink(m->copy);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- the registry --------------------------------------------------------------- */
+
+static void module_free(struct module *m)
+{
+    if (m->handle != NULL)
+        dlclose(m->handle);
+    unlink(m->copy);
+    free(m);
+}
+
+/* Opens the copy and checks the entry function and its descriptor. */
+static int module_open(struct module *m, char *err, size_t errlen)
+{
+    m->handle = dlopen(m->copy, RTLD_NOW | RTLD_LOCAL);
+    if (m->handle == NULL) {
+        const char *why = dlerror();
+        snprintf(err, errlen, "cannot load: %s", why ? why : "dlopen failed");
+        return -1;
+    }
+    entry_fn entry;
+    void *sym = dlsym(m->handle, ENTRY);
+    if (sym == NULL) {
+        snprintf(err, errlen, "no %s function: not a sluice native plugin (export it; see "
+                 "plugins-native/include/sluice_plugin.h)", ENTRY);
+        return -1;
+    }
+    /* POSIX guarantees that a function's address survives this copy. */
+    memcpy(&entry, &sym, sizeof entry);
+    const struct sluice_plugin *d = entry(&sl_native_host);
+    if (d == NULL) {
+        snprintf(err, errlen, "%s refused this sluice (plugin ABI %d.%d)", ENTRY,
+                 SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR);
+        return -1;
+    }
+    if (d->size < offsetof(struct sluice_plugin, name)) {
+        snprintf(err, errlen, "%s returned a descriptor of %zu bytes: not a sluice_plugin",
+                 ENTRY, d->size);
+        return -1;
+    }
+    if (d->abi_major != SLUICE_ABI_MAJOR) {
+        snprintf(err, errlen, "built for sluice plugin ABI %u.%u, this sluice has ABI %d.%d: "
+                 "rebuild it against this sluice's sluice_plugin.h", d->abi_major, d->abi_minor,
+                 SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR);
+        return -1;
+    }
+    /* An older minor's descriptor is shorter: what it lacks stays zero.
+     * A newer one is longer: what this host does not know is not read. */
+    memcpy(&m->desc, d, d->size < sizeof m->desc ? d->size : sizeof m->desc);
+    return 0;
+}
+
+/* The loaded copy of these bytes, with a reference taken: the one loaded
+ * already for the same content, or a new one. NULL with err. */
+static struct module *module_get(const char *hash, const char *bytes, size_t len, char *err,
+                                 size_t errlen)
+{
+    pthread_mutex_lock(&lock);
+    struct module *m;
+    for (m = modules; m != NULL; m = m->next)
+        if (strcmp(m->hash, hash) == 0)
+            break;
+    if (m != NULL) {
+        m->refs++;
+        pthread_mutex_unlock(&lock);
+        return m;
+    }
+    m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        pthread_mutex_unlock(&lock);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    memcpy(m->hash, hash, sizeof m->hash);
+    if (write_copy(m, bytes, len, err, errlen) < 0 || module_open(m, err, errlen) < 0) {
+        module_free(m);
+        pthread_mutex_unlock(&lock);
+        return NULL;
+    }
+    m->refs = 1;
+    m->next = modules;
+    modules = m;
+    pthread_mutex_unlock(&lock);
+    return m;
+}
+
+/* Drops a reference; the last closes the copy and removes it. Callers
+ * guarantee no thread runs the plugin's code any more (its generation is
+ * gone). */
+static void module_put(struct module *m)
+{
+    pthread_mutex_lock(&lock);
+    if (--m->refs == 0) {
+        for (struct module **pp = &modules; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == m) {
+                *pp = m->next;
+                break;
+            }
+        }
+        module_free(m);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+size_t sl_native_loaded_count(void)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&lock);
+    for (struct module *m = modules; m != NULL; m = m->next)
+        n++;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+const char *sl_native_copy_dir(void)
+{
+    return copy_dir;
+}
+
+/* --- loading ---------------------------------------------------------------------- */
+
+/* Reads path whole (owned; free it). NULL with err. */
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    char *buf = NULL;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+    } else if ((uint64_t)st.st_size > FILE_MAX) {
+        snprintf(err, errlen, "larger than %u MiB", FILE_MAX >> 20);
+    } else if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+    } else {
+        size_t n = 0, want = (size_t)st.st_size;
+        while (n < want) {
+            ssize_t r = read(fd, buf + n, want - n);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                snprintf(err, errlen, "%s", r < 0 ? strerror(errno) : "changed while read");
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            n += (size_t)r;
+        }
+        *len = n;
+    }
+    if (fd >= 0)
+        close(fd);
+    return buf;
+}
+
+static void hex_of(const unsigned char d[32], char hex[SL_SHA256_HEX_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < 32; i++) {
+        hex[2 * i] = digits[d[i] >> 4];
+        hex[2 * i + 1] = digits[d[i] & 15];
+    }
+    hex[SL_SHA256_HEX_LEN] = '\0';
+}
+
+/* Reads, hashes and pins the file, then gets its loaded copy. */
+static struct module *load_module(const struct sl_plugin_conf *conf, const char *path,
+                                  char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *bytes = read_file(path, &len, err, errlen);
+    if (bytes == NULL)
+        return NULL;
+    unsigned char d[32];
+    char hash[SL_SHA256_HEX_LEN + 1];
+    struct module *m = NULL;
+    if (sl_sha256(bytes, len, d) < 0) {
+        snprintf(err, errlen, "cannot compute its SHA-256 (out of memory)");
+    } else {
+        hex_of(d, hash);
+        if (conf->sha256 != NULL && strcmp(hash, conf->sha256) != 0)
+            snprintf(err, errlen, "sha256 mismatch: the file's SHA-256 is %s, the configuration "
+                     "pins %s", hash, conf->sha256);
+        else
+            m = module_get(hash, bytes, len, err, errlen);
+    }
+    free(bytes);
+    return m;
+}
+
+/* The descriptor's own checks, past the ABI's. */
+static int check_desc(const struct sl_plugin_conf *conf, const struct sluice_plugin *d,
+                      char *err, size_t errlen)
+{
+    if (d->name == NULL || strcmp(d->name, conf->name) != 0) {
+        snprintf(err, errlen, "the plugin calls itself %s%s%s, not '%s' (the name it is "
+                 "configured and found under)", d->name ? "'" : "", d->name ? d->name : "nothing",
+                 d->name ? "'" : "", conf->name);
+        return -1;
+    }
+    if (d->priority < -PRIORITY_MAX || d->priority > PRIORITY_MAX) {
+        snprintf(err, errlen, "priority %d is outside -%d..%d", d->priority, PRIORITY_MAX,
+                 PRIORITY_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs config_create. Returns 0, or -1 with the plugin's reports in err. */
+static int create_instance(struct native_impl *im, const struct sl_plugin_conf *conf,
+                           const char *config_file, char *err, size_t errlen)
+{
+    const struct sluice_plugin *d = &im->mod->desc;
+    struct sluice_errors *errs = malloc(sizeof *errs);
+    if (errs == NULL) {
+        snprintf(err, errlen, "%s:%d:%d: plugin %s: out of memory", config_file ? config_file : "-",
+                 conf->line, conf->col, conf->name);
+        return -1;
+    }
+    sl_native_errors_init(errs, conf, config_file, true);
+    int rc = SLUICE_OK;
+    if (d->config_create != NULL) {
+        rc = d->config_create(&sl_native_host, (const struct sluice_conf *)&conf->config, errs,
+                              &im->instance);
+        if (rc == SLUICE_OK && errs->n > 0 && d->config_destroy != NULL)
+            d->config_destroy(im->instance);
+        if (rc != SLUICE_OK && errs->n == 0)
+            sl_native_host.conf_error(errs, NULL, NULL, "config_create failed and said nothing");
+    } else if (conf->config.n > 0) {
+        sl_native_host.conf_error(errs, (const struct sluice_conf *)&conf->config, NULL,
+                                  "this plugin takes no configuration");
+    }
+    int ret = errs->n > 0 ? -1 : 0;
+    if (ret < 0) {
+        im->instance = NULL;
+        snprintf(err, errlen, "%s", errs->buf);
+    }
+    free(errs);
+    return ret;
+}
+
+static void impl_free(struct native_impl *im)
+{
+    if (im == NULL)
+        return;
+    const struct sluice_plugin *d = &im->mod->desc;
+    for (size_t i = 0; i < im->nworkers; i++) {
+        struct worker_slot *s = &im->workers[i];
+        if (s->ready && d->worker_fini != NULL)
+            d->worker_fini(im->instance, (int)i, s->state);
+        s->ready = false;
+    }
+    if (im->instance != NULL && d->config_destroy != NULL)
+        d->config_destroy(im->instance);
+    module_put(im->mod);
+    free(im->workers);
+    free(im);
+}
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* The plugin around im (taking it over, also on failure), or NULL on OOM. */
+static struct sl_plugin *plugin_new(const struct sl_plugin_conf *conf, const char *path,
+                                    struct native_impl *im)
+{
+    const struct sluice_plugin *d = &im->mod->desc;
+    size_t nworkers = (size_t)sl_lua_nworkers();
+    struct sl_plugin *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        impl_free(im);
+        return NULL;
+    }
+    p->kind = &sl_native_kind;
+    p->impl = im;
+    p->conf = conf;
+    p->on_error = conf->on_error;
+    p->priority = conf->has_priority ? conf->priority : d->priority;
+    const sluice_hook_fn hooks[SL_PHASE_COUNT] = {
+        d->request_headers, d->request_body, d->balancer,
+        d->response_headers, d->response_body, d->log,
+    };
+    for (int ph = 0; ph < SL_PHASE_COUNT; ph++) {
+        im->hooks[ph] = hooks[ph];
+        if (hooks[ph] != NULL)
+            p->phases |= 1u << ph;
+    }
+    p->body = (d->body & (SLUICE_BODY_REQUEST | SLUICE_BODY_RESPONSE)) |
+              (d->request_body ? 1u : 0u) | (d->response_body ? 2u : 0u);
+    memcpy(p->sha256, im->mod->hash, sizeof p->sha256);
+    p->name = xstrdup(conf->name);
+    p->version = strdup(d->version ? d->version : "0");
+    p->source = strdup(path);
+    p->stats = calloc(nworkers ? nworkers : 1, sizeof *p->stats);
+    p->nstats = nworkers;
+    im->workers = calloc(nworkers ? nworkers : 1, sizeof *im->workers);
+    im->nworkers = nworkers;
+    if (p->name == NULL || p->version == NULL || p->source == NULL || p->stats == NULL ||
+        im->workers == NULL) {
+        sl_plugin_free(p);          /* frees im through the kind */
+        return NULL;
+    }
+    return p;
+}
+
+int sl_native_plugin_load(const struct sl_plugin_conf *conf, const char *path,
+                          const char *config_file, struct sl_plugin **out, char *err,
+                          size_t errlen)
+{
+    char where[PATH_MAX + 64], why[2048];
+    *out = NULL;
+    snprintf(where, sizeof where, "%s:%d:%d", config_file ? config_file : "-", conf->line,
+             conf->col);
+    struct module *m = load_module(conf, path, why, sizeof why);
+    if (m != NULL && check_desc(conf, &m->desc, why, sizeof why) < 0) {
+        module_put(m);
+        m = NULL;
+    }
+    if (m == NULL) {
+        snprintf(err, errlen, "%s: plugin %s: %s: %s", where, conf->name, path, why);
+        return -1;
+    }
+    struct native_impl *im = calloc(1, sizeof *im);
+    if (im == NULL) {
+        module_put(m);
+        snprintf(err, errlen, "%s: plugin %s: out of memory", where, conf->name);
+        return -1;
+    }
+    im->mod = m;
+    if (create_instance(im, conf, config_file, err, errlen) < 0) {
+        impl_free(im);
+        return -1;
+    }
+    *out = plugin_new(conf, path, im);
+    if (*out == NULL) {
+        snprintf(err, errlen, "%s: plugin %s: out of memory", where, conf->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- per worker, per request ------------------------------------------------------- */
+
+/* This worker's state of the instance, made by worker_init at the first
+ * call. Returns 0, or -1 with a message in err. */
+static int worker_state(struct sl_plugin *p, struct sl_conn *c, void **out, char *err,
+                        size_t errlen)
+{
+    struct native_impl *im = p->impl;
+    const struct sluice_plugin *d = &im->mod->desc;
+    size_t id = (size_t)c->w->id;
+    *out = NULL;
+    if (d->worker_init == NULL)
+        return 0;
+    if (id >= im->nworkers) {
+        snprintf(err, errlen, "worker %zu has no slot (sl_lua_init was told %zu workers)", id,
+                 im->nworkers);
+        return -1;
+    }
+    struct worker_slot *s = &im->workers[id];
+    if (s->ready) {
+        *out = s->state;
+        return 0;
+    }
+    /* A worker_init that fails would fail the same way on every request:
+     * try again at most once a second. */
+    int64_t now = sl_worker_now_ms(c->w);
+    if (s->retry_at_ms != 0 && now < s->retry_at_ms) {
+        snprintf(err, errlen, "worker_init failed on worker %zu; retried at most once a second", id);
+        return -1;
+    }
+    struct sluice_errors *errs = malloc(sizeof *errs);
+    if (errs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    sl_native_errors_init(errs, p->conf, NULL, false);
+    s->state = NULL;
+    int rc = d->worker_init(im->instance, (int)id, errs, &s->state);
+    if (rc != SLUICE_OK) {
+        s->retry_at_ms = now + RETRY_MS;
+        snprintf(err, errlen, "worker_init failed on worker %zu: %s", id,
+                 errs->n ? errs->buf : "it said nothing");
+        free(errs);
+        return -1;
+    }
+    free(errs);
+    s->ready = true;
+    s->retry_at_ms = 0;
+    SL_DEBUG("plugin %s: worker_init done on worker %zu", p->name, id);
+    *out = s->state;
+    return 0;
+}
+
+static struct sl_plugin_state *state_of(struct sl_conn *c, const struct sl_plugin *p)
+{
+    for (struct sl_plugin_state *s = c->req.plugin_state; s != NULL; s = s->next)
+        if (s->owner == p)
+            return s;
+    return NULL;
+}
+
+/* Keeps value as p's state for the request on c. Returns 0, or -1 on OOM
+ * (value is then handed to request_free at once). */
+static int keep_state(struct sl_plugin *p, struct sl_conn *c, struct sl_plugin_state *s,
+                      void *value, void *wstate)
+{
+    if (s == NULL) {
+        s = sl_arena_alloc(&c->arena, sizeof *s);
+        if (s == NULL) {
+            struct native_impl *im = p->impl;
+            if (im->mod->desc.request_free != NULL)
+                im->mod->desc.request_free(im->instance, wstate, value);
+            return -1;
+        }
+        s->owner = p;
+        s->next = c->req.plugin_state;
+        c->req.plugin_state = s;
+    }
+    s->value = value;
+    return 0;
+}
+
+static int native_call(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c, char *err,
+                       size_t errlen, bool *budget)
+{
+    struct native_impl *im = p->impl;
+    sluice_hook_fn fn = im->hooks[phase];
+    void *wstate;
+    *budget = false;
+    if (fn == NULL)
+        return SL_ACTION_CONTINUE;
+    if (worker_state(p, c, &wstate, err, errlen) < 0)
+        return SL_ACTION_ERROR;
+    struct sl_plugin_state *s = state_of(c, p);
+    void *before = s ? s->value : NULL, *state = before;
+    struct sluice_req req = { .c = c, .p = p, .err = err, .errlen = errlen };
+    err[0] = '\0';
+    int rc = fn(&req, im->instance, wstate, &state);
+    if (state != before && keep_state(p, c, s, state, wstate) < 0) {
+        snprintf(err, errlen, "out of memory (keeping the request's state)");
+        return SL_ACTION_ERROR;
+    }
+    switch (rc) {
+    case SLUICE_CONTINUE:
+        return SL_ACTION_CONTINUE;
+    case SLUICE_RESPOND:
+        if (phase != SL_PHASE_LOG && c->req.local_status == 0) {
+            snprintf(err, errlen, "the hook returned SLUICE_RESPOND without a local reply "
+                     "(call respond first)");
+            return SL_ACTION_ERROR;
+        }
+        return SL_ACTION_RESPOND;
+    case SLUICE_ERROR:
+        if (err[0] == '\0')
+            snprintf(err, errlen, "the hook returned SLUICE_ERROR");
+        return SL_ACTION_ERROR;
+    default:
+        snprintf(err, errlen, "the hook returned %d, not a sluice_action", rc);
+        return SL_ACTION_ERROR;
+    }
+}
+
+/* The request's state goes to request_free (arena memory needs nothing). */
+static void native_request_done(struct sl_plugin *p, struct sl_conn *c)
+{
+    struct sl_plugin_state *s = state_of(c, p);
+    if (s == NULL || s->value == NULL)
+        return;
+    struct native_impl *im = p->impl;
+    void *value = s->value;
+    s->value = NULL;
+    if (im->mod->desc.request_free == NULL)
+        return;
+    size_t id = (size_t)c->w->id;
+    void *wstate = id < im->nworkers && im->workers[id].ready ? im->workers[id].state : NULL;
+    im->mod->desc.request_free(im->instance, wstate, value);
+}
+
+/* The worker retired the instance's generation: worker_fini on its own
+ * thread. Not made again: no request of that generation runs there any
+ * more. */
+static void native_worker_release(struct sl_plugin *p, int worker)
+{
+    struct native_impl *im = p->impl;
+    if (worker < 0 || (size_t)worker >= im->nworkers)
+        return;
+    struct worker_slot *s = &im->workers[worker];
+    if (s->ready && im->mod->desc.worker_fini != NULL)
+        im->mod->desc.worker_fini(im->instance, worker, s->state);
+    s->ready = false;
+    s->state = NULL;
+}
+
+static void native_release(struct sl_plugin *p)
+{
+    impl_free(p->impl);
+    p->impl = NULL;
+}
+
+/* The same file would be found again and holds the same bytes. */
+static int native_has_changed(const struct sl_plugin *p, const struct sl_config *cfg)
+{
+    const struct native_impl *im = p->impl;
+    struct sl_plugin_file f;
+    char why[512], hex[SL_SHA256_HEX_LEN + 1];
+    if (sl_plugin_find(p->conf, (const char *const *)cfg->plugin_paths, cfg->nplugin_paths,
+                       cfg->path, &f, why, sizeof why) != 0 ||
+        strcmp(f.path, p->source) != 0 || sl_sha256_file(f.path, hex) < 0)
+        return 1;
+    return strcmp(hex, im->mod->hash) != 0;
+}
+
+const struct sl_plugin_kind sl_native_kind = {
+    .name = "native",
+    .call = native_call,
+    .release = native_release,
+    .request_done = native_request_done,
+    .worker_release = native_worker_release,
+    .has_changed = native_has_changed,
+};

@@ -5,6 +5,7 @@
  * which the schema visits sections does not show. */
 #include "config_yaml.h"
 #include "config_values.h"
+#include "hash.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -472,7 +473,20 @@ int sl_yaml_open(struct sl_yaml *y, const char *file, struct sl_config_errors *e
         sl_config_errors_add(errs, "%s: cannot read: %s", file, strerror(errno));
         return -1;
     }
+    y->hash = sl_hash_fnv1a64(buf, len);
     rc = parse(y, buf, len);
     free(buf);
     return rc;
+}
+
+int sl_yaml_hash_file(const char *file, uint64_t *hash)
+{
+    size_t len;
+    char *buf = read_file(file, &len);
+
+    if (buf == NULL)
+        return -1;
+    *hash = sl_hash_fnv1a64(buf, len);
+    free(buf);
+    return 0;
 }

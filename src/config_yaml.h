@@ -26,6 +26,7 @@ struct sl_yaml {
     size_t npend;
     size_t nvalues;                     /* plugin config values built so far (config_plugins.c) */
     void *user;                         /* borrowed: the caller's state */
+    uint64_t hash;                      /* FNV-1a 64 of the bytes read (sl_yaml_open) */
 };
 
 enum sl_yaml_kind {
@@ -70,6 +71,11 @@ struct sl_yaml_field {
  * (message already in errs: "file: cannot read: reason") or is not valid
  * YAML (message pending in y). Call sl_yaml_close() in every case. */
 int sl_yaml_open(struct sl_yaml *y, const char *file, struct sl_config_errors *errs);
+
+/* Reads the file at path whole and stores the hash sl_yaml_open records
+ * for it (FNV-1a 64 of its bytes) in *hash. Returns 0, or -1 with errno
+ * set when it cannot be read. */
+int sl_yaml_hash_file(const char *file, uint64_t *hash);
 
 /* Hands the pending messages to errs in file order, each prefixed with
  * "file:line:col: ", and frees the document. Returns how many there were. */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@
 static char lua_dir[PATH_MAX];
 static bool lua_dir_found;
 static int nworkers;
+/* Every lua_State made and closed, throwaway validation VMs included: a
+ * reload that leaks a VM shows as created - closed growing. */
+static atomic_uint_fast64_t vms_created, vms_closed;
 
 /* --- process setup ------------------------------------------------------------- */
 
@@ -412,6 +416,7 @@ int sl_lua_vm_open(struct sl_lua_vm *vm, const struct sl_lua_source *src,
         snprintf(err, errlen, "%s: cannot create a Lua VM: out of memory", src->path);
         return -1;
     }
+    atomic_fetch_add(&vms_created, 1);
     struct open_args a = {
         .src = src, .conf = conf, .config_file = config_file, .vm = vm, .meta = meta,
         .err = err, .errlen = errlen,
@@ -429,6 +434,7 @@ int sl_lua_vm_open(struct sl_lua_vm *vm, const struct sl_lua_source *src,
         if (meta != NULL)
             sl_lua_meta_fini(meta);
         lua_close(L);
+        atomic_fetch_add(&vms_closed, 1);
         free(heap);
         memset(vm, 0, sizeof *vm);
         return -1;
@@ -453,10 +459,21 @@ int sl_lua_vm_open(struct sl_lua_vm *vm, const struct sl_lua_source *src,
 
 void sl_lua_vm_close(struct sl_lua_vm *vm)
 {
-    if (vm->L != NULL)
+    if (vm->L != NULL) {
         lua_close(vm->L);
+        atomic_fetch_add(&vms_closed, 1);
+    }
     free(vm->heap);
     memset(vm, 0, sizeof *vm);
+}
+
+void sl_lua_vm_counts(uint64_t *created, uint64_t *closed)
+{
+    /* closed first (sequentially consistent): a VM closed between the two
+     * loads shows as open, never as closed without having been created. */
+    uint64_t c = atomic_load(&vms_closed);
+    *created = atomic_load(&vms_created);
+    *closed = c;
 }
 
 void sl_lua_meta_fini(struct sl_lua_meta *meta)

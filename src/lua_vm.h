@@ -112,6 +112,15 @@ static inline bool sl_lua_vm_heap_near_limit(const struct sl_lua_vm *vm)
     return sl_lua_vm_gc_near_limit(vm);
 }
 
+/* Counts of Lua VMs since the process started: *created every state
+ * sl_lua_vm_open made (including the throwaway ones that validate a plugin
+ * while a generation is built, and those whose loading failed), *closed
+ * every one closed again. created - closed is the number open now, for
+ * leak checks, the SIGUSR1 status line and the admin API. Thread-safe; the
+ * two numbers are read one after the other, so a VM closing meanwhile may
+ * show as still open. */
+void sl_lua_vm_counts(uint64_t *created, uint64_t *closed);
+
 /* Frees what sl_lua_vm_open put in meta. */
 void sl_lua_meta_fini(struct sl_lua_meta *meta);
 

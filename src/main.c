@@ -10,11 +10,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "config.h"
 #include "gen.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "metrics.h"
 #include "reload.h"
+#include "watch.h"
 #include "worker.h"
 
 #define SL_VERSION "0.1.0"
@@ -156,22 +159,49 @@ static int start_workers(struct sl_worker *ws, int n, const struct sl_config *cf
     return 0;
 }
 
-/* Signals are taken synchronously by the main thread with sigwait, so no
- * handler ever runs inside a worker's event loop. */
-static int wait_for_stop(void)
+/* One line with the generations and Lua VMs alive and the reload counters
+ * (SIGUSR1, and at debug level on exit), so leaks show without a
+ * debugger: after reloads settle, at most 1 + workers generations live. */
+static void log_status(enum sl_log_level level)
 {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
+    struct sl_reload_status st;
+    uint64_t created, closed;
+    sl_reload_get_status(&st);
+    sl_lua_vm_counts(&created, &closed);
+    SL_LOG(level, "sluice: status: generation %llu; generations live %zu; Lua VMs open %llu, "
+           "created %llu, closed %llu; reloads ok %llu, failed %llu, unchanged %llu",
+           (unsigned long long)st.generation, sl_gen_live_count(),
+           (unsigned long long)(created - closed), (unsigned long long)created,
+           (unsigned long long)closed, (unsigned long long)st.ok,
+           (unsigned long long)st.failed, (unsigned long long)st.unchanged);
+}
+
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+/* Signals are taken synchronously by the main thread with sigwait, so no
+ * handler ever runs inside a worker's event loop. The file watcher has a
+ * thread of its own (watch.c); it reloads through the same pipeline. */
+static int wait_for_stop(const sigset_t *set)
+{
     for (;;) {
         int sig = 0;
-        if (sigwait(&set, &sig) != 0)
+        if (sigwait(set, &sig) != 0)
             return -1;
         if (sig == SIGHUP) {
             char err[256];
             sl_reload_run("SIGHUP", NULL, err, sizeof err);
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            log_status(SL_LOG_INFO);
             continue;
         }
         SL_INFO("sluice: %s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -194,6 +224,13 @@ int main(int argc, char **argv)
         sl_config_free(cfg);
         return 1;
     }
+    /* One row of metric cells per worker, before any generation takes
+     * its slots. */
+    if (sl_metrics_init(nworkers) < 0) {
+        fprintf(stderr, "sluice: out of memory\n");
+        sl_config_free(cfg);
+        return 1;
+    }
     /* -t builds the whole generation, plugins included, exactly as a start
      * would, and throws it away. */
     struct sl_gen *gen = sl_gen_new(cfg, err, sizeof err);
@@ -212,11 +249,7 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    block_signals(&set);
 
     struct sl_worker *ws = calloc((size_t)nworkers, sizeof *ws);
     if (ws == NULL)
@@ -226,17 +259,32 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < gen->cfg->nlisteners; i++)
             SL_INFO("sluice %s: listening on %s with %d worker%s", SL_VERSION,
                     gen->cfg->listeners[i].addr.text, nworkers, nworkers == 1 ? "" : "s");
-        wait_for_stop();
+        /* Started last: from here on a reload (admin, watcher, SIGHUP) may
+         * free gen. */
+        if (gen->cfg->admin.enabled &&
+            sl_admin_start(&gen->cfg->admin, ws, nworkers, SL_VERSION) < 0) {
+            rc = -1;
+        } else {
+            sl_watch_sync();
+            wait_for_stop(&set);
+        }
     }
+    /* /readyz answers 503 while the workers drain; the admin thread stops
+     * reading their state before they are freed. */
+    sl_admin_detach_workers();
+    sl_watch_stop();
     for (int i = 0; i < nworkers; i++)
         if (ws[i].base != NULL)
             sl_worker_stop(&ws[i]);
     for (int i = 0; i < nworkers; i++)
         if (ws[i].base != NULL)
             sl_worker_join(&ws[i]);
+    sl_admin_stop();
     free(ws);
     sl_gen_publish(NULL);
-    if (rc == 0)
+    if (rc == 0) {
+        log_status(SL_LOG_DEBUG);
         SL_INFO("sluice: stopped");
+    }
     return rc == 0 ? 0 : 1;
 }

@@ -1,7 +1,11 @@
 -- Hot reload end to end: SIGHUP re-reads the configuration file, builds the
 -- next generation on the side and publishes it; requests started before
 -- keep their generation, keep-alive connections move at their next request,
--- and a broken configuration changes nothing.
+-- a WebSocket tunnel outlives reloads, identical inputs publish nothing, and
+-- a broken configuration or plugin changes nothing (each cause: YAML
+-- syntax, unknown key, Lua syntax, Lua error while loading, Lua error in
+-- init, a config value the plugin's schema refuses).
+-- The file watcher is in watch_spec.lua, 100 reloads in reload_soak_spec.lua.
 --
 -- Two configurations take turns: "A" sends everything to origin a and sets
 -- X-Cfg: A on responses (headers plugin), "B" the same with b. A response
@@ -10,14 +14,10 @@
 --
 -- Run: busted --lua=luajit spec/e2e/reload_spec.lua
 local h = require "spec.helpers"
+local R = require "spec.e2e.reload_support"
 
 local PLUGINS = os.getenv("PWD") .. "/plugins-lua"
-
-local function write(path, content)
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-end
+local write, count, outcomes, reload, esc = R.write, R.count, R.outcomes, R.reload, R.esc
 
 -- A plugin of our own in a temp directory, to break its Lua on purpose.
 local TAGGER = [[
@@ -47,35 +47,6 @@ local function config(env, which, extra)
     "    config: {tag: t" .. which .. "}",
     extra or "",
   }, "\n") .. "\n"
-end
-
-local function count(text, plain)
-  local n, i = 0, 1
-  while true do
-    local s, e = text:find(plain, i, true)
-    if not s then return n end
-    n, i = n + 1, e + 1
-  end
-end
-
-local function outcomes(proxy)
-  local log = proxy:log()
-  return count(log, "sluice: reloaded configuration "), count(log, "sluice: reload failed: ")
-end
-
--- Rewrites the proxy's configuration file, sends SIGHUP and waits for the
--- outcome; returns "ok" or "failed".
-local function reload(proxy, content)
-  local ok0, bad0 = outcomes(proxy)
-  if content then write(proxy.config_path, content) end
-  proxy:signal("HUP")
-  local res = h.wait_until(function()
-    local ok, bad = outcomes(proxy)
-    if ok > ok0 then return "ok" end
-    if bad > bad0 then return "failed" end
-  end, 10)
-  assert(res, "no reload outcome in the log:\n" .. proxy:log())
-  return res
 end
 
 local function field(resp, name)
@@ -176,8 +147,6 @@ describe("reloading on SIGHUP", function()
       assert.equals("B", assert(served_by(assert(h.get(env.port, "/x")))))
     end
 
-    local function esc(s) return (s:gsub("%p", "%%%0")) end
-
     it("on a YAML syntax error, naming file, line and column", function()
       write(proxy.config_path, config(env, "A") .. "routes: [unclosed\n")
       expect_kept("%[error%] " .. esc(proxy.config_path) .. ":%d+:%d+: ")
@@ -192,6 +161,111 @@ describe("reloading on SIGHUP", function()
       write(env.pdir .. "/tagger.lua", TAGGER:gsub("conf%.tag%)", "conf.tag"))
       expect_kept("%[error%] [^\n]*" .. esc(env.pdir .. "/tagger.lua") .. ":7: ")
     end)
+
+    it("on a Lua error while the plugin file runs, naming file and line", function()
+      write(env.pdir .. "/tagger.lua", TAGGER:gsub("return {", "error(\"no tagging today\")\nreturn {"))
+      expect_kept("%[error%] [^\n]*" .. esc(env.pdir .. "/tagger.lua")
+        .. ":2: no tagging today %(while loading%)")
+    end)
+
+    it("on a Lua error in the plugin's init, naming file and line", function()
+      write(env.pdir .. "/tagger.lua", TAGGER:gsub("priority = 10,",
+        "priority = 10,\n  init = function(conf) error(\"refusing \" .. conf.tag) end,"))
+      expect_kept("%[error%] [^\n]*" .. esc(env.pdir .. "/tagger.lua")
+        .. ":4: refusing tA %(in init%)")
+    end)
+
+    it("on a config value the plugin's schema refuses, naming file, line and column", function()
+      write(proxy.config_path, config(env, "A"):gsub("tag: tA", "tag: 5"))
+      expect_kept("%[error%] " .. esc(proxy.config_path)
+        .. ":11:%d+: plugin tagger: config%.tag: expected a string, got 5")
+    end)
+
+    it("and counts the failure in the status line", function()
+      write(proxy.config_path, config(env, "A", "colour: blue"))
+      assert.equals("failed", reload(proxy, nil))
+      local st = R.status(proxy)
+      assert.same({ 0, 1, 0 }, { st.ok, st.failed, st.unchanged })
+      assert.equals("A", assert(served_by(assert(h.get(env.port, "/x")))))
+    end)
+  end)
+
+  describe("with nothing changed", function()
+    it("publishes nothing and says so, until the configuration or a plugin changes", function()
+      local g0 = R.status(proxy).generation
+      -- the same bytes rewritten: files touched, content the same
+      write(proxy.config_path, config(env, "A"))
+      write(env.pdir .. "/tagger.lua", TAGGER)
+      assert.equals("unchanged", reload(proxy, nil))
+      assert.matches("%[info%] sluice: SIGHUP: " .. esc(proxy.config_path)
+        .. " and its plugins are unchanged; keeping generation " .. g0, proxy:log())
+      assert.equals(0, count(proxy:log(), "sluice: SIGHUP: reloading "))
+      local st = R.status(proxy)
+      assert.same({ g0, 0, 0, 1 }, { st.generation, st.ok, st.failed, st.unchanged })
+      assert.equals("A", assert(served_by(assert(h.get(env.port, "/x")))))
+
+      -- a plugin file alone changes: that is a reload
+      write(env.pdir .. "/tagger.lua", TAGGER:gsub("conf%.tag%)", "conf.tag .. \"!\")"))
+      assert.equals("ok", reload(proxy, nil))
+      local resp = assert(h.get(env.port, "/x"))
+      assert.equals("tA!", field(resp, "X-Tag"))
+      assert.is_true(R.status(proxy).generation > g0)
+    end)
+
+    it("reloads when a plugin of the same name would now be found earlier in plugin_paths", function()
+      -- tagger comes from env.pdir, the second path; a tagger.lua in the
+      -- first one takes precedence from the next reload on
+      local dir = R.tmpdir()
+      finally(function() R.rmdir(dir) end)
+      write(dir .. "/tagger.lua", TAGGER)
+      local cfg = config(env, "A"):gsub("plugin_paths: %[", "plugin_paths: [" .. dir .. ", ")
+      assert.equals("ok", reload(proxy, cfg))
+      write(dir .. "/other.lua", "return nil")     -- noise
+      assert.equals("unchanged", reload(proxy, nil))
+      os.remove(dir .. "/tagger.lua")               -- found in env.pdir again
+      assert.equals("ok", reload(proxy, nil))
+      assert.equals("A", assert(served_by(assert(h.get(env.port, "/x")))))
+    end)
+  end)
+
+  it("keeps a WebSocket tunnel open across reloads and retires its generation when it closes", function()
+    assert.equals("ok", reload(proxy, config(env, "A", "log: {level: debug}")))
+    local g0 = R.status(proxy).generation
+    h.sleep(1.2)    -- both workers adopt g0 (a request or their tick)
+    local ws = assert(h.connect(env.port))
+    finally(function() ws:close() end)
+    assert(ws:send(h.build_request("GET", "/ws", {
+      { "Connection", "Upgrade" }, { "Upgrade", "websocket" },
+      { "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==" }, { "Sec-WebSocket-Version", "13" },
+    })))
+    local resp = assert(ws:read_response())
+    assert.equals(101, resp.status)
+    local function echo(payload)
+      assert(ws:send(payload))
+      local got = {}
+      while #table.concat(got) < #payload do
+        got[#got + 1] = assert(ws:read_some())
+      end
+      assert.equals(payload, table.concat(got))
+    end
+    echo("before")
+    for i = 1, 4 do
+      local which = i % 2 == 1 and "B" or "A"
+      assert.equals("ok", reload(proxy, config(env, which, "log: {level: debug}")))
+      assert.equals(which, assert(served_by(assert(h.get(env.port, "/x")))))
+      echo("after reload " .. i .. " " .. string.rep("x", 1000 * i))
+    end
+    -- every worker's tick has adopted the newest generation by now; only
+    -- the tunnel's worker still holds g0, for the tunnel
+    h.sleep(1.5)
+    local released = "generation " .. g0 .. " released"
+    assert.equals(1, count(proxy:log(), released))
+    echo("still here")
+    ws:close()
+    assert(h.wait_until(function() return count(proxy:log(), released) == 2 end, 5),
+      "generation " .. g0 .. " was not released on both workers:\n" .. proxy:log())
+    local st = R.status(proxy)
+    assert.is_true(st.live <= 1 + 2, "live generations: " .. st.live)
   end)
 
   it("survives 20 reloads between two configurations under keep-alive traffic", function()

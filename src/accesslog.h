@@ -17,6 +17,8 @@ struct sl_accesslog {
     struct sl_buf buf;
 };
 
+struct sl_kv;
+
 /* What one finished request left behind for the log. Strings are borrowed
  * for the duration of the call. */
 struct sl_access_entry {
@@ -32,6 +34,13 @@ struct sl_access_entry {
     const char *backend;    /* NULL when no backend was used */
     const char *host;
     size_t host_len;
+    const char *route_host; /* the route's host pattern; NULL: any host */
+    const char *route_path; /* the route's path; NULL when no route matched */
+    const char *upstream;   /* the upstream's name; NULL when no backend was tried */
+    int64_t upstream_us;    /* from the last attempt's start to the end; -1: none */
+    int64_t upstream_header_us; /* from the last attempt's start to its first byte; -1: none */
+    const struct sl_kv *fields; /* plugin-set fields (sl_api_log_set_field), in order */
+    size_t nfields;
 };
 
 /* Opens the access log configured in log (off, stderr, stdout or a path
@@ -39,7 +48,12 @@ struct sl_access_entry {
  * opened. */
 int sl_accesslog_open(struct sl_accesslog *al, const struct sl_log_conf *log);
 
-/* Appends one record. Cheap: formats into the buffer; flushes at 32 KiB. */
+/* Appends one record. Cheap: formats into the buffer; flushes at 32 KiB.
+ * Text: the common log format, then key=value pairs (docs/CONFIG.md).
+ * JSON: one object per line; every string is escaped, control characters
+ * as \u00XX and bytes that are not UTF-8 as \ufffd, so each line is valid
+ * JSON whatever the request carried; plugin fields go in a "fields"
+ * object, left out when there are none. */
 void sl_accesslog_add(struct sl_accesslog *al, const struct sl_access_entry *e);
 
 /* Writes out whatever is buffered. */

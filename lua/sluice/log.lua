@@ -41,6 +41,31 @@ function M.warn(...) return emit(WARN, ...) end
 function M.info(...) return emit(INFO, ...) end
 function M.debug(...) return emit(DEBUG, ...) end
 
+--- set_field(key, value): adds key to this request's access-log record
+--- ("fields" in JSON lines, key="value" in text), or replaces its value;
+--- nil removes it. Numbers and booleans are written as text. key: 1 to 64
+--- letters, digits, '_', '-' or '.'; value: at most 4096 bytes; at most 32
+--- fields per request. Any phase, log included.
+function M.set_field(key, value)
+  base.check_phase(base.IN_REQUEST, "sluice.log.set_field")
+  if type(key) ~= "string" then base.arg_error("sluice.log.set_field", 1, "string", key) end
+  local rc
+  if value == nil then
+    rc = C.sl_ffi_log_set_field(key, #key, nil, 0)
+  else
+    local tv = type(value)
+    if tv == "number" or tv == "boolean" then
+      value = tostring(value)
+    elseif tv ~= "string" then
+      base.arg_error("sluice.log.set_field", 2, "string, number, boolean or nil", value)
+    end
+    rc = C.sl_ffi_log_set_field(key, #key, value, #value)
+  end
+  if rc == base.OK or rc == base.NOT_FOUND then return true end
+  return base.fail("sluice.log.set_field", rc,
+    "field (key: 1 to 64 letters, digits, '_', '-' or '.'; value: at most 4096 bytes; at most 32 fields)")
+end
+
 local LEVELS = { err = ERR, error = ERR, warn = WARN, info = INFO, debug = DEBUG }
 
 --- is_enabled(level) -> whether lines at level ("err", "warn", "info",

@@ -14,7 +14,8 @@
 -- module writes to a temporary directory, by the same code the proxy runs
 -- on startup: the YAML loader, the plugin lookup, src/lua_plugin.c with
 -- its own Lua VM, lua/sluice/plugin_host.lua, the sandbox, the schema and
--- the budgets. A hook runs through the same C call as in the proxy's
+-- the budgets; or, for DIR/NAME.so, src/plugin_native.c (private copy,
+-- dlopen, ABI checks, config_create) and the native host table. A hook runs through the same C call as in the proxy's
 -- chain, and reaches the request through the sl_ffi_* functions of the
 -- library: plugin code cannot tell the difference. The busted process's
 -- own Lua state only holds the handles.
@@ -22,9 +23,12 @@
 -- Requests are parsed by the real reader and set up as the proxy does
 -- before its plugins run, on a default configuration (one upstream with
 -- the backend 127.0.0.1:9001, a catch-all route, forwarding headers and
--- Via on). The order of the proxy is enforced: p:call raises when a phase
--- comes too early or too late (response_headers before any response,
--- request_headers after the head went upstream).
+-- Via on). A request may carry its body (Content-Length or chunked) for
+-- request_body; respond_from_origin takes the origin's body for
+-- response_body; req:body(side) is the body that leaves the proxy. The
+-- order of the proxy is enforced: p:call raises when a phase comes too
+-- early or too late (response_headers before any response, request_headers
+-- after the head went upstream, request_body before the whole body).
 --
 -- Misuse raises; a plugin that fails to load, or a request the proxy would
 -- refuse, returns nil and the message.
@@ -49,10 +53,15 @@ pcall(ffi.cdef, [[
   struct sl_conn *sl_test_request_new(const char *raw, size_t len, const char *peer,
                                       char *err, size_t errlen);
   void sl_test_request_free(struct sl_conn *c);
+  struct sl_conn *sl_test_request_new_on(const char *config_file, const char *raw, size_t len,
+                                         const char *peer, char *err, size_t errlen);
+  int sl_test_balancer(struct sl_conn *c, const char **upstream, const char **backend);
   const char *sl_test_upstream_head(struct sl_conn *c, size_t *len);
   int sl_test_response_begin(struct sl_conn *c, int status, const char *raw_headers,
                              size_t len, char *err, size_t errlen);
   const char *sl_test_response_head(struct sl_conn *c, size_t *len);
+  int sl_test_origin_body(struct sl_conn *c, const char *p, size_t n, char *err, size_t errlen);
+  const char *sl_test_body(struct sl_conn *c, int side, size_t *len);
   int sl_test_reply(struct sl_conn *c, const char **body, size_t *len);
   size_t sl_api_header_count(struct sl_conn *c, int side);
   int sl_api_header_at(struct sl_conn *c, int side, size_t i, const char **name,
@@ -63,6 +72,8 @@ pcall(ffi.cdef, [[
                      size_t vlen);
   int sl_api_request_id(struct sl_conn *c, const char **p, size_t *n);
   void sl_log_set_level(int level);
+  size_t sl_native_loaded_count(void);
+  const char *sl_native_copy_dir(void);
   char *getcwd(char *buf, size_t size);
   char *mkdtemp(char *template);
 ]])
@@ -103,6 +114,13 @@ M.root = os.getenv("SLUICE_ROOT") or cwd()
 
 --- The library: $SLUICE_LIB, else build/libsluice.so under the root.
 M.lib_path = os.getenv("SLUICE_LIB") or (M.root .. "/build/libsluice.so")
+
+--- Where `make` put the native plugins built with that library: the
+--- bundled ones (M.native_dir/NAME.so) and the spec fixtures
+--- (M.fixtures_dir/NAME.so, from spec/fixtures/native/).
+M.build_dir = M.lib_path:match("^(.*)/[^/]+$") or "."
+M.native_dir = M.build_dir .. "/plugins-native"
+M.fixtures_dir = M.build_dir .. "/fixtures-native"
 
 local function open_lib()
   local f = io.open(M.lib_path, "rb")
@@ -190,11 +208,11 @@ local function temp_dir()
 end
 
 local OPTION_KEYS = { priority = true, on_error = true, timeout_ms = true,
-                      memory_limit_mb = true }
+                      memory_limit_mb = true, sha256 = true }
 
 -- The sluice.yaml that loads plugin name from dir. Returns the text and
 -- the line where a YAML string config starts.
-local function config_text(dir, name, config, opts)
+local function config_text(dir, name, kind, config, opts)
   local lines = {
     'listen: ["127.0.0.1:8080"]',
     "upstreams:",
@@ -203,14 +221,21 @@ local function config_text(dir, name, config, opts)
     "plugin_paths: [" .. yaml_string(dir) .. "]",
     "plugins:",
     "  - name: " .. yaml_string(name),
+    "    kind: " .. kind,
   }
   local keys = {}
   for k in pairs(opts) do
-    if not OPTION_KEYS[k] then
+    if k == "shared_dicts" then
+      -- top level: { name = size } declares shared dicts for the plugin
+      local dicts = {}
+      for dname, size in pairs(opts.shared_dicts) do dicts[dname] = { size = size } end
+      table.insert(lines, 1, "shared_dicts: " .. to_yaml(dicts, ""))
+    elseif not OPTION_KEYS[k] then
       error("unknown option '" .. tostring(k) .. "' (priority, on_error, timeout_ms, "
-            .. "memory_limit_mb)", 0)
+            .. "memory_limit_mb, sha256, shared_dicts)", 0)
+    else
+      keys[#keys + 1] = k
     end
-    keys[#keys + 1] = k
   end
   sort(keys)
   for _, k in ipairs(keys) do lines[#lines + 1] = "    " .. k .. ": " .. to_yaml(opts[k], "") end
@@ -258,12 +283,13 @@ end
 local Plugin = {}
 Plugin.__index = Plugin
 
--- Loads plugin name from dir. srcdir: the temporary directory of a
--- load_source plugin, left out of its messages (it is gone by then).
-local function load_from(dir, name, config, opts, srcdir)
+-- Loads plugin name of kind ("lua" or "native") from dir. srcdir: the
+-- temporary directory of a load_source plugin, left out of its messages
+-- (it is gone by then).
+local function load_from(dir, name, kind, config, opts, srcdir)
   local tmp = temp_dir()
   local config_path = tmp .. "/sluice.yaml"
-  local ok, text, first = pcall(config_text, dir, name, config, opts or {})
+  local ok, text, first = pcall(config_text, dir, name, kind, config, opts or {})
   if ok then
     write_file(config_path, text)
     ok, text = pcall(lib.sl_test_plugin_load, config_path, name, errbuf, ERRLEN)
@@ -281,7 +307,7 @@ local function load_from(dir, name, config, opts, srcdir)
     return nil, strip and msg:gsub(strip, "") or msg
   end
   local p = setmetatable({ tp = ffi.gc(text, lib.sl_test_plugin_free), name = name,
-                           strip = strip }, Plugin)
+                           kind = kind, strip = strip }, Plugin)
   p.phases = {}
   local bits = lib.sl_test_plugin_phases(p.tp)
   for ph, n in pairs(PHASES) do
@@ -291,20 +317,37 @@ local function load_from(dir, name, config, opts, srcdir)
 end
 
 --- load(path, config, opts) -> plugin, or nil and the message: loads the
---- plugin at path (DIR/NAME.lua or DIR/NAME/handler.lua; relative to the
---- root) with config, a table (written as YAML; M.null for a null) or the
---- YAML text of the config mapping, nil for none. opts may set the entry's
---- priority, on_error, timeout_ms and memory_limit_mb. Messages are the
---- proxy's, with config positions given within a YAML string config
---- ("config:LINE:COL: plugin NAME: config.keys: ...").
+--- plugin at path (DIR/NAME.lua or DIR/NAME/handler.lua for Lua, DIR/NAME.so
+--- for a native plugin; relative to the root) with config, a table
+--- (written as YAML; M.null for a null) or the YAML text of the config
+--- mapping, nil for none. opts may set the entry's priority, on_error,
+--- timeout_ms, memory_limit_mb and sha256, and shared_dicts = { name =
+--- size } declares shared dicts (sluice.shared) at the top level. Both kinds load through the
+--- proxy's own loader (the entry names `kind:`), and p.kind says which.
+--- Messages are the proxy's, with config positions given within a YAML
+--- string config ("config:LINE:COL: plugin NAME: config.keys: ...").
 function M.load(path, config, opts)
   if type(path) ~= "string" then error("load: bad argument #1 (a path expected)", 2) end
   if path:sub(1, 1) ~= "/" then path = M.root .. "/" .. path end
+  local kind = "lua"
   local dir, name = path:match("^(.*)/([^/]+)/handler%.lua$")
   if not dir then dir, name = path:match("^(.*)/([^/]+)%.lua$") end
-  if not dir then error("load: " .. path .. ": expected DIR/NAME.lua or DIR/NAME/handler.lua", 2) end
-  local p, err = load_from(dir, name, config, opts)   -- not a tail call: error levels
+  if not dir then
+    dir, name = path:match("^(.*)/([^/]+)%.so$")
+    kind = "native"
+  end
+  if not dir then
+    error("load: " .. path .. ": expected DIR/NAME.lua, DIR/NAME/handler.lua or DIR/NAME.so", 2)
+  end
+  local p, err = load_from(dir, name, kind, config, opts)   -- not a tail call: error levels
   return p, err
+end
+
+--- native_loaded() -> how many distinct native plugin files the library
+--- holds loaded now (each is unloaded when its last instance goes), and
+--- the directory of its private copies.
+function M.native_loaded()
+  return tonumber(lib.sl_native_loaded_count()), ffi.string(lib.sl_native_copy_dir())
 end
 
 --- load_source(name, source, config, opts) -> plugin, or nil and the
@@ -318,7 +361,7 @@ function M.load_source(name, source, config, opts)
   local dir = temp_dir()
   local file = dir .. "/" .. name .. ".lua"
   write_file(file, source)
-  local p, err = load_from(dir, name, config, opts, dir)
+  local p, err = load_from(dir, name, "lua", config, opts, dir)
   return p, err
 end
 
@@ -362,16 +405,67 @@ end
 
 -- --- requests -----------------------------------------------------------------
 
+-- The sluice.yaml of a request's own upstreams (opts.upstreams, see
+-- M.request), with one catch-all route to opts.upstream.
+local function upstreams_config(opts)
+  local names = {}
+  for name in pairs(opts.upstreams) do names[#names + 1] = name end
+  sort(names)
+  local route = opts.upstream or (#names == 1 and names[1])
+  if type(route) ~= "string" then
+    error("request: opts.upstream must name the route's upstream (there are several)", 0)
+  end
+  local lines = { 'listen: ["127.0.0.1:8080"]', "upstreams:" }
+  for _, name in ipairs(names) do
+    lines[#lines + 1] = "  " .. yaml_string(name) .. ":"
+    lines[#lines + 1] = "    backends:"
+    for _, b in ipairs(opts.upstreams[name]) do
+      if type(b) == "string" then b = { address = b } end
+      lines[#lines + 1] = "      - " .. to_yaml(b, "")
+    end
+  end
+  lines[#lines + 1] = "routes: [{path: /, upstream: " .. yaml_string(route) .. "}]"
+  return concat(lines, "\n") .. "\n"
+end
+
 --- request(raw, opts) -> req, or nil and the message: raw is the request
 --- as the client sends it (the head must be complete). opts.client sets
---- the client address (default 127.0.0.1). The message of a refused request
---- starts with the status the proxy would answer with.
+--- the client address (default 127.0.0.1). opts.upstreams = { NAME = {
+--- "host:port" or { address = "host:port", weight = n }, ... }, ... }
+--- makes the request on a configuration with those upstreams (for
+--- balancer hooks), routed to opts.upstream (needed when there are
+--- several); by default there is one, "default", with 127.0.0.1:9001. The
+--- message of a refused request starts with the status the proxy would
+--- answer with.
 function M.request(raw, opts)
   if type(raw) ~= "string" then error("request: bad argument #1 (a string expected)", 2) end
   opts = opts or {}
-  local c = lib.sl_test_request_new(raw, #raw, opts.client, errbuf, ERRLEN)
+  local c
+  if opts.upstreams ~= nil then
+    local ok, text = pcall(upstreams_config, opts)
+    if not ok then error(text, 2) end
+    local tmp = temp_dir()
+    local path = tmp .. "/sluice.yaml"
+    write_file(path, text)
+    c = lib.sl_test_request_new_on(path, raw, #raw, opts.client, errbuf, ERRLEN)
+    os.remove(path)
+    os.remove(tmp)
+  else
+    c = lib.sl_test_request_new(raw, #raw, opts.client, errbuf, ERRLEN)
+  end
   if c == nil then return nil, ffi.string(errbuf) end
   return setmetatable({ c = ffi.gc(c, lib.sl_test_request_free) }, Request)
+end
+
+--- req:balancer() -> upstream, backend: where the request goes after its
+--- balancer hooks: the upstream's name, and the backend a plugin pinned
+--- (sluice.balancer.set_backend) or nil when the upstream's round robin
+--- picks.
+function Request:balancer()
+  local up = ffi.new("const char *[1]")
+  local be = ffi.new("const char *[1]")
+  lib.sl_test_balancer(conn_of(self, "balancer"), up, be)
+  return ffi.string(up[0]), be[0] ~= nil and ffi.string(be[0]) or nil
 end
 
 --- req:free(): ends the request now (the plugins it ran on drop its ctx).
@@ -462,17 +556,37 @@ local function raw_fields(headers)
   return concat(lines)
 end
 
---- req:respond_from_origin(status, headers): the origin answers with
---- status and headers: a map name -> value (or a list of values), a list
---- of { name, value }, or raw field lines ("Name: v\r\n..."). The request
+--- req:respond_from_origin(status, headers, body): the origin answers
+--- with status and headers: a map name -> value (or a list of values), a
+--- list of { name, value }, or raw field lines ("Name: v\r\n..."), and
+--- the body (a string, optional: what response_body gets). The request
 --- head goes upstream first if it had not. Raises when the origin cannot
 --- answer (a local reply is set, it answered already, a malformed head).
-function Request:respond_from_origin(status, headers)
+function Request:respond_from_origin(status, headers, body)
   local c = conn_of(self, "respond_from_origin")
+  if body ~= nil and type(body) ~= "string" then
+    error("respond_from_origin: bad argument #3 (a string expected)", 2)
+  end
   local raw = raw_fields(headers)
   if lib.sl_test_response_begin(c, status, raw, #raw, errbuf, ERRLEN) < 0 then
     error("respond_from_origin: " .. ffi.string(errbuf), 2)
   end
+  if body ~= nil and lib.sl_test_origin_body(c, body, #body, errbuf, ERRLEN) < 0 then
+    error("respond_from_origin: " .. ffi.string(errbuf), 2)
+  end
+end
+
+--- req:body(side) -> the body as it leaves the proxy on side: "request"
+--- (to the origin; the default) or "response" (to the client). Once that
+--- side's body phase ran, the body it left (request_body's first call
+--- buffers the client's body, response_body's the origin's or the local
+--- reply's); before, the client's body (de-chunked) or the origin's.
+function Request:body(side)
+  local c = conn_of(self, "body")
+  local s = SIDES[side or "request"]
+  if s == nil then error("body: side must be 'request' or 'response'", 2) end
+  local p = lib.sl_test_body(c, s, pn)
+  return ffi.string(p, pn[0])
 end
 
 --- req:response_head() -> the response head the client would receive for

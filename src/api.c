@@ -1,10 +1,13 @@
 #include "api.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "conn.h"
+#include "gen.h"
 #include "headers.h"
 #include "log.h"
+#include "upstream.h"
 #include "worker.h"
 
 static struct sl_hlist *side_list(struct sl_conn *c, int side)
@@ -227,22 +230,29 @@ int sl_api_respond(struct sl_conn *c, int status, const char *body, size_t len)
     return SL_API_OK;
 }
 
+static struct sl_body *side_body(struct sl_conn *c, int side)
+{
+    return side == SL_API_RESPONSE ? &c->req.resp_body : &c->req.req_body;
+}
+
+/* A body is readable from its body phase on (the other side's phases and
+ * log included): before it, it is not all there, or not buffered at all. */
 int sl_api_body_get(struct sl_conn *c, int side, const char **p, size_t *n)
 {
-    (void)c;
-    (void)side;
-    (void)p;
-    (void)n;
-    return SL_API_EPHASE;   /* body phases are not wired yet */
+    const struct sl_body *b = side_body(c, side);
+    if (b->state != SL_BODY_OPEN && b->state != SL_BODY_DONE)
+        return SL_API_EPHASE;
+    *p = sl_body_data(b);
+    *n = sl_body_len(b);
+    return SL_API_OK;
 }
 
 int sl_api_body_set(struct sl_conn *c, int side, const char *p, size_t n)
 {
-    (void)c;
-    (void)side;
-    (void)p;
-    (void)n;
-    return SL_API_EPHASE;
+    struct sl_body *b = side_body(c, side);
+    if (b->state != SL_BODY_OPEN)
+        return SL_API_EPHASE;
+    return sl_body_replace(b, p, n) < 0 ? SL_API_ENOMEM : SL_API_OK;
 }
 
 int sl_api_ctx_set(struct sl_conn *c, const char *key, size_t klen, const char *value,
@@ -306,7 +316,161 @@ int sl_api_log(struct sl_conn *c, int level, const char *plugin, const char *msg
     return SL_API_OK;
 }
 
+static bool is_field_key(const char *k, size_t n)
+{
+    if (n == 0 || n > SL_API_LOG_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = k[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+int sl_api_log_set_field(struct sl_conn *c, const char *key, size_t klen, const char *value,
+                         size_t vlen)
+{
+    struct sl_req *r = &c->req;
+    if (!is_field_key(key, klen) || (value != NULL && vlen > SL_API_LOG_VALUE_MAX))
+        return SL_API_EINVAL;
+    for (size_t i = 0; i < r->nlog_fields; i++) {
+        struct sl_kv *f = &r->log_fields[i];
+        if (f->klen != klen || memcmp(f->key, key, klen) != 0)
+            continue;
+        if (value == NULL) {
+            memmove(f, f + 1, (r->nlog_fields - i - 1) * sizeof *f);
+            r->nlog_fields--;
+            return SL_API_OK;
+        }
+        char *v = sl_arena_strndup(&c->arena, value, vlen);
+        if (v == NULL)
+            return SL_API_ENOMEM;
+        f->value = v;
+        f->vlen = vlen;
+        return SL_API_OK;
+    }
+    if (value == NULL)
+        return SL_API_NOT_FOUND;
+    if (r->nlog_fields == SL_API_LOG_FIELDS_MAX)
+        return SL_API_EINVAL;
+    if (r->nlog_fields == r->log_fields_cap) {
+        size_t cap = r->log_fields_cap ? r->log_fields_cap * 2 : 4;
+        struct sl_kv *f = sl_arena_alloc(&c->arena, cap * sizeof *f);
+        if (f == NULL)
+            return SL_API_ENOMEM;
+        if (r->nlog_fields)
+            memcpy(f, r->log_fields, r->nlog_fields * sizeof *f);
+        r->log_fields = f;
+        r->log_fields_cap = cap;
+    }
+    char *k = sl_arena_strndup(&c->arena, key, klen);
+    char *v = sl_arena_strndup(&c->arena, value, vlen);
+    if (k == NULL || v == NULL)
+        return SL_API_ENOMEM;
+    r->log_fields[r->nlog_fields++] = (struct sl_kv){.key = k, .klen = klen, .value = v, .vlen = vlen};
+    return SL_API_OK;
+}
+
+int sl_api_route(struct sl_conn *c, const char **host, size_t *hlen, const char **path,
+                 size_t *plen)
+{
+    const struct sl_route_conf *r = c->req.route;
+    if (r == NULL)
+        return SL_API_NOT_FOUND;
+    *host = r->host;
+    *hlen = r->host != NULL ? strlen(r->host) : 0;
+    *path = r->path;
+    *plen = strlen(r->path);
+    return SL_API_OK;
+}
+
 int64_t sl_api_now_ms(struct sl_conn *c)
 {
     return sl_worker_now_ms(c->w);
+}
+
+/* --- balancer ------------------------------------------------------------------ */
+
+int sl_api_upstream_name(struct sl_conn *c, const char **p, size_t *n)
+{
+    const struct sl_req *r = &c->req;
+    if (!r->in_balancer)
+        return SL_API_EPHASE;
+    *p = r->upstream->conf->name;
+    *n = strlen(*p);
+    return SL_API_OK;
+}
+
+int sl_api_set_upstream(struct sl_conn *c, const char *name, size_t len)
+{
+    struct sl_req *r = &c->req;
+    if (!r->in_balancer)
+        return SL_API_EPHASE;
+    if (name == NULL && len != 0)
+        return SL_API_EINVAL;
+    struct sl_gen *g = r->wg->gen;
+    for (size_t i = 0; i < g->nupstreams && len != 0; i++) {
+        const char *un = g->upstreams[i].conf->name;
+        if (strlen(un) != len || memcmp(un, name, len) != 0)
+            continue;
+        if (r->upstream != &g->upstreams[i])
+            r->chosen = NULL;
+        r->upstream = &g->upstreams[i];
+        return SL_API_OK;
+    }
+    return SL_API_NOT_FOUND;
+}
+
+int sl_api_backend_count(struct sl_conn *c, size_t *n)
+{
+    if (!c->req.in_balancer)
+        return SL_API_EPHASE;
+    *n = c->req.upstream->nbackends;
+    return SL_API_OK;
+}
+
+int sl_api_backend_at(struct sl_conn *c, size_t i, const char **addr, size_t *alen,
+                      int *weight, int64_t *cooldown_ms)
+{
+    const struct sl_upstream *up = c->req.upstream;
+    if (!c->req.in_balancer)
+        return SL_API_EPHASE;
+    if (i >= up->nbackends)
+        return SL_API_NOT_FOUND;
+    const struct sl_backend *b = &up->backends[i];
+    if (addr != NULL)
+        *addr = b->conf->addr.text;
+    if (alen != NULL)
+        *alen = strlen(b->conf->addr.text);
+    if (weight != NULL)
+        *weight = b->conf->weight;
+    if (cooldown_ms != NULL) {
+        int64_t left = atomic_load_explicit(&b->down_until_ms, memory_order_relaxed) -
+                       sl_worker_now_ms(c->w);
+        *cooldown_ms = left > 0 ? left : 0;
+    }
+    return SL_API_OK;
+}
+
+/* Only a backend the configuration lists: the address is matched against
+ * the configured text, never parsed or resolved, so a plugin cannot reach
+ * a host of its (or a client's) choosing. */
+int sl_api_set_backend(struct sl_conn *c, const char *addr, size_t len)
+{
+    struct sl_req *r = &c->req;
+    if (!r->in_balancer)
+        return SL_API_EPHASE;
+    if (addr == NULL && len != 0)
+        return SL_API_EINVAL;
+    struct sl_upstream *up = r->upstream;
+    for (size_t i = 0; i < up->nbackends && len != 0; i++) {
+        const char *text = up->backends[i].conf->addr.text;
+        if (strlen(text) == len && strncasecmp(text, addr, len) == 0) {
+            r->chosen = &up->backends[i];
+            return SL_API_OK;
+        }
+    }
+    return SL_API_NOT_FOUND;
 }

@@ -86,9 +86,21 @@ enum sl_on_error {
     SL_ON_ERROR_CONTINUE = 1,       /* the plugin is skipped for this request */
 };
 
+/* Which kind of plugin an entry asks for (its `kind` key). */
+enum sl_plugin_kind_pick {
+    SL_PLUGIN_ANY = 0,              /* default: whatever the plugin paths hold (docs/CONFIG.md) */
+    SL_PLUGIN_LUA = 1,
+    SL_PLUGIN_NATIVE = 2,
+};
+
 /* One plugin instance as configured, globally or on a route. */
 struct sl_plugin_conf {
     char *name;                     /* owned: module name, e.g. "key-auth" */
+    enum sl_plugin_kind_pick kind;  /* default any */
+    char *file;                     /* owned; NULL: found by name. A path relative to
+                                       the plugin paths ("auth/jwt.so") */
+    char *sha256;                   /* owned; NULL, or 64 lowercase hex digits the
+                                       file's SHA-256 must equal */
     bool enabled;                   /* default true; false on a route disables a global plugin there */
     bool has_priority;              /* priority given in YAML (overrides the plugin's own) */
     int priority;
@@ -140,8 +152,29 @@ struct sl_log_conf {
     enum sl_access_log_format access_log_format;  /* default text */
 };
 
+/* The admin listener (docs/ADMIN.md). Present only when the file has an
+ * admin: key; quick mode never has one. */
+struct sl_admin_conf {
+    bool enabled;                   /* the admin: key is present */
+    struct sl_addr addr;            /* default 127.0.0.1:9901; ":port" means 127.0.0.1 */
+    char *token;                    /* owned; bearer token, NULL = none (loopback only) */
+    int line, col;                  /* of the admin: key, for messages */
+};
+
+/* A shared dictionary (shared_dicts.NAME): the byte budget of a store all
+ * workers share (shdict.h). */
+struct sl_shdict_conf {
+    char *name;                     /* owned */
+    size_t size;                    /* bytes, 8k..64g */
+    int line, col;                  /* of the name, for messages */
+};
+
 struct sl_config {
     char *path;                     /* owned; NULL in quick mode */
+    uint64_t source_hash;           /* FNV-1a 64 of the file's bytes as parsed (reloads
+                                       compare it); 0 in quick mode */
+    bool watch;                     /* default false: reload when the file or a plugin
+                                       file changes (watch.c) */
     int workers;                    /* >= 1; "auto" resolves to the number of cores */
     struct sl_listen_conf *listeners;   /* owned array, at least one */
     size_t nlisteners;
@@ -158,6 +191,9 @@ struct sl_config {
     size_t nplugin_paths;
     struct sl_plugin_conf *plugins; /* owned: global plugin instances, in file order */
     size_t nplugins;
+    struct sl_shdict_conf *shared_dicts;    /* owned array, in file order; names unique */
+    size_t nshared_dicts;
+    struct sl_admin_conf admin;     /* admin listener; admin.enabled false when absent */
 };
 
 /* Error list filled by the loader: each entry is one complete message,

@@ -4,7 +4,9 @@
  * mechanics and message collection are in config_yaml.c, the value syntax
  * (durations, sizes, addresses) in config_values.c. */
 #include "config.h"
+#include "config_admin.h"
 #include "config_plugins.h"
+#include "config_shdict.h"
 #include "config_values.h"
 #include "config_yaml.h"
 
@@ -541,6 +543,9 @@ static const struct sl_yaml_field top_fields[] = {
     SL_YAML_SUB("log", offsetof(struct sl_config, log), log_fields),
     SL_YAML_FUNC("plugin_paths", sl_config_plugin_paths_load),
     SL_YAML_FUNC("plugins", load_plugins),
+    SL_YAML_FUNC("shared_dicts", sl_config_shdicts_load),
+    SL_YAML_FUNC("admin", sl_config_admin_load),
+    SL_YAML_BOOLEAN("watch", struct sl_config, watch),
 };
 
 static struct sl_config *new_config(void)
@@ -595,12 +600,18 @@ struct sl_config *sl_config_load(const char *path, struct sl_config_errors *errs
     }
     ld.cfg = new_config();
     ld.cfg->path = sl_config_xstrdup(path);
+    ld.cfg->source_hash = ld.y.hash;
     load_document(&ld);
     if (sl_yaml_close(&ld.y, errs) > 0) {
         sl_config_free(ld.cfg);
         return NULL;
     }
     return ld.cfg;
+}
+
+int sl_config_file_hash(const char *path, uint64_t *hash)
+{
+    return sl_yaml_hash_file(path, hash);
 }
 
 static bool quick_backends(struct sl_upstream_conf *u, const char *const *tos, size_t ntos,
@@ -664,6 +675,8 @@ void sl_config_free(struct sl_config *cfg)
     if (cfg == NULL)
         return;
     sl_config_plugins_fini(cfg);
+    sl_config_shdicts_fini(cfg);
+    sl_config_admin_fini(&cfg->admin);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         free(cfg->listeners[i].addr.text);
     for (size_t i = 0; i < cfg->nupstreams; i++) {

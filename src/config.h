@@ -12,6 +12,11 @@
  * one message. */
 struct sl_config *sl_config_load(const char *path, struct sl_config_errors *errs);
 
+/* Reads the file at path and computes the hash sl_config_load records in
+ * source_hash, so a reload can tell whether the file changed without
+ * parsing it. Returns 0, or -1 with errno set when it cannot be read. */
+int sl_config_file_hash(const char *path, uint64_t *hash);
+
 /* Builds the config of quick mode: one listener, one upstream "default" with
  * the given backends (weight 1) and one catch-all route, every other setting
  * at its default (plugin_paths as well; no plugins). workers <= 0 means one
@@ -48,5 +53,9 @@ void sl_config_errors_fini(struct sl_config_errors *errs);
  * Returns 0, or -1 with a message in err (size errlen). */
 int sl_addr_parse(const char *text, const char *default_host,
                   struct sl_addr *addr, char *err, size_t errlen);
+
+/* True when addr is a loopback address: 127.0.0.0/8, ::1, or an
+ * IPv4-mapped 127.x address (config_admin.c). */
+bool sl_addr_is_loopback(const struct sl_addr *addr);
 
 #endif

@@ -15,6 +15,7 @@
 #include "config-t.h"
 #include "gen.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "proxy.h"
 #include "request.h"
@@ -76,6 +77,7 @@ struct sl_conn *sl_conn_new(struct sl_worker *w, int fd, const struct sockaddr *
     arm_timer(c, timeouts(c)->client_header_ms);
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     w->nconns++;
+    sl_metrics_client_conns_add(w->id, 1);
     return c;
 }
 
@@ -84,6 +86,8 @@ static void unpin(struct sl_conn *c);
 void sl_conn_free(struct sl_conn *c)
 {
     unpin(c);   /* only the plugin harness frees a connection with a request still on */
+    sl_body_fini(&c->req.req_body);
+    sl_body_fini(&c->req.resp_body);
     sl_reader_fini(&c->reader);
     sl_buf_fini(&c->in);
     sl_buf_fini(&c->out);
@@ -111,6 +115,7 @@ static void release(struct sl_conn *c)
     struct sl_worker *w = c->w;
     TAILQ_REMOVE(&w->conns, c, link);
     w->nconns--;
+    sl_metrics_client_conns_add(w->id, -1);
     TAILQ_INSERT_TAIL(&w->dead_conns, c, link);
     sl_worker_schedule_reap(w);
 }
@@ -305,12 +310,13 @@ bool sl_conn_close_if_idle(struct sl_conn *c)
     return true;
 }
 
-static void access_log(struct sl_conn *c)
+static void access_log(struct sl_conn *c, int64_t now_us)
 {
     struct sl_req *r = &c->req;
     struct sl_head *h = r->head;
     if (c->w->alog.fd < 0)
         return;
+    bool up = r->up_start_us != 0;
     struct sl_access_entry e = {
         .request_id = r->id,
         .client = c->peer,
@@ -320,10 +326,17 @@ static void access_log(struct sl_conn *c)
         .http_minor = h->http_minor,
         .status = r->status,
         .bytes_sent = r->bytes_sent,
-        .duration_us = sl_worker_now_us(c->w) - r->start_us,
+        .duration_us = now_us - r->start_us,
         .backend = r->backend_name,
         .host = r->host ? r->host : "",
         .host_len = r->host_len,
+        .route_host = r->route ? r->route->host : NULL,
+        .route_path = r->route ? r->route->path : NULL,
+        .upstream = r->backend_name != NULL && r->upstream ? r->upstream->conf->name : NULL,
+        .upstream_us = up ? now_us - r->up_start_us : -1,
+        .upstream_header_us = up && r->up_first_byte_us ? r->up_first_byte_us - r->up_start_us : -1,
+        .fields = r->log_fields,
+        .nfields = r->nlog_fields,
     };
     sl_accesslog_add(&c->w->alog, &e);
 }
@@ -340,9 +353,19 @@ static void log_request(struct sl_conn *c)
                 sl_chain_run(r->chain, SL_PHASE_LOG, c);
             sl_chain_request_done(r->chain, c);
         }
-        access_log(c);
+        int64_t now = sl_worker_now_us(c->w);
+        if (r->up_first_byte_us < 0)
+            r->up_first_byte_us = now;      /* it came in this loop turn (proxy.c) */
+        sl_metrics_request_done(c, now);
+        access_log(c, now);
     }
     unpin(c);
+    /* The log phase was the last reader of the buffered bodies (tested
+     * first: most requests have none, and pay nothing). */
+    if (r->req_body.buf.data != NULL)
+        sl_body_fini(&r->req_body);
+    if (r->resp_body.buf.data != NULL)
+        sl_body_fini(&r->resp_body);
 }
 
 /* The request lets go of its generation: nothing of it (route, upstream,
@@ -440,6 +463,10 @@ void sl_conn_reply(struct sl_conn *c, int status, bool close_after)
     char text[96];
     size_t blen;
     const char *body = reply_body(r, status, text, sizeof text, &blen);
+    /* And through the response body phase, as Kong runs body_filter on
+     * its own exits: a plugin rewriting bodies sees every answer. */
+    if (r->chain != NULL && r->chain->needs_response_body)
+        sl_body_run_reply(c, &status, &body, &blen);
     if (status == 204 || status == 304)
         blen = 0;
     /* Unread body bytes would be taken for the next request: close. */

@@ -12,6 +12,7 @@
 #include <event2/event_struct.h>
 
 #include "arena.h"
+#include "body.h"
 #include "buf.h"
 #include "deadline.h"
 #include "http1.h"
@@ -55,6 +56,7 @@ struct sl_kv {
 };
 
 struct sl_chain;
+struct sl_plugin_state;
 
 /* One request's state; embedded in its connection and reset between
  * requests. Strings are borrowed from the connection's reader or arena and
@@ -78,6 +80,11 @@ struct sl_req {
     struct sl_upstream *upstream;
     struct sl_backend *backend;         /* the backend of the current attempt */
     const char *backend_name;           /* its address text, for the log */
+    struct sl_backend *chosen;          /* a balancer plugin's pick among upstream's
+                                         * backends (sl_api_set_backend): the only one
+                                         * tried; NULL: the upstream's balancer picks */
+    bool in_balancer;                   /* the balancer phase is running (sl_api_*
+                                         * balancer operations are allowed) */
     uint8_t *tried;                     /* bitmap of backends tried (arena) */
     int attempts;
     int fail_status;                    /* answer if no backend is left (502/504) */
@@ -105,7 +112,16 @@ struct sl_req {
     size_t local_body_len;
     struct sl_kv *kv;                   /* shared per-request space (arena) */
     size_t nkv, kvcap;
-    void **plugin_ctx;                  /* per plugin instance slots (arena), lazily allocated */
+    struct sl_kv *log_fields;           /* plugin-set access-log fields, in order (arena) */
+    size_t nlog_fields, log_fields_cap;
+    int64_t up_start_us;                /* the current upstream attempt began (0: none) */
+    int64_t up_first_byte_us;           /* its response's first byte came (0: not yet; -1:
+                                         * in this loop turn, time not read yet) */
+    bool up_reused;                     /* the current attempt's connection came from the pool */
+    struct sl_plugin_state *plugin_state; /* native plugins' per-request state: an arena
+                                         * list (plugin_native.c); NULL when none */
+    struct sl_body req_body;            /* buffered for request_body (body.h), freed at request end */
+    struct sl_body resp_body;           /* buffered for response_body, likewise */
     /* response side */
     int status;
     bool resp_started;                  /* response head queued to the client */

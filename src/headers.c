@@ -14,6 +14,11 @@ static bool name_eq(const struct sl_header *hd, const char *name, size_t nlen)
 {
     if (hd->name_len != nlen)
         return false;
+    /* Most fields of one length differ in their last byte ("X-Bench-1",
+     * "X-Bench-2"): reject them before the loop. Bytes equal ignoring case
+     * are equal after | 0x20, so a difference there is a real one. */
+    if (nlen > 0 && ((hd->name[nlen - 1] | 0x20) != (name[nlen - 1] | 0x20)))
+        return false;
     for (size_t i = 0; i < nlen; i++) {
         char a = hd->name[i], b = name[i];
         if (a >= 'A' && a <= 'Z')

@@ -18,6 +18,7 @@
 #define SL_LUA_FFI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct sl_conn;
 
@@ -81,9 +82,102 @@ int sl_ffi_log(int level, const char *plugin, const char *msg, size_t len);
 /* 1 when lines at level are written, else 0. */
 int sl_ffi_log_enabled(int level);
 
+/* Sets (value NULL: removes) a field of the current request's access-log
+ * record (sl_api_log_set_field). */
+int sl_ffi_log_set_field(const char *key, size_t klen, const char *value, size_t vlen);
+
+/* Defines the calling plugin's own metric (sl_metrics_define: type 0
+ * counter, 1 histogram; buckets NULL or nbuckets bounds). Only outside a
+ * request (the plugin's load and init): SL_API_EPHASE during one. Returns
+ * the handle (>= 0), or SL_API_EINVAL with the message in err. */
+int sl_ffi_metric_define(const char *plugin, int type, const char *name, const char *help,
+                         const double *buckets, int nbuckets, char *err, size_t errlen);
+
+/* Adds n to a counter / records v in a histogram, on the current
+ * request's worker (sl_metrics_add, sl_metrics_observe). SL_FFI_ENOREQ
+ * outside a request, SL_API_EINVAL for a bad handle or value. */
+int sl_ffi_metric_add(int handle, double n);
+int sl_ffi_metric_observe(int handle, double v);
+
 /* Wall-clock milliseconds: the worker's cached loop time during a
  * request, the real time otherwise. A double, so Lua gets a number and
  * not a boxed 64-bit integer. */
 double sl_ffi_now_ms(void);
+
+/* Monotonic milliseconds (with a fraction: microsecond resolution), the
+ * same clock in every thread; for measuring intervals and rate limits. */
+double sl_ffi_monotonic_ms(void);
+
+/* The route of the current request (sl_api_route): SL_API_OK with host
+ * (NULL for any host) and path, SL_API_NOT_FOUND without one, or
+ * SL_FFI_ENOREQ. */
+int sl_ffi_route(const char **host, size_t *hlen, const char **path, size_t *plen);
+
+/* The balancer operations on the current request (api.h; the balancer
+ * phase only, SL_API_EPHASE elsewhere), for lua/sluice/balancer.lua:
+ * sl_api_upstream_name, sl_api_set_upstream, sl_api_set_backend.
+ * sl_ffi_backend_count returns the count (>= 0) or a negative code.
+ * sl_ffi_backend_at is sl_api_backend_at with the cool-down as a double
+ * (Lua gets a number, not a boxed 64-bit integer). */
+int sl_ffi_upstream_name(const char **p, size_t *n);
+int sl_ffi_set_upstream(const char *p, size_t n);
+int sl_ffi_backend_count(void);
+int sl_ffi_backend_at(size_t i, const char **addr, size_t *alen, int *weight,
+                      double *cooldown_ms);
+int sl_ffi_set_backend(const char *p, size_t n);
+
+/* Random bytes (random.h): n bytes into buf, n bytes as 2n hex digits into
+ * out, a version 4 UUID as 36 characters into out. 0, or -1 when the
+ * kernel's generator fails. Work without a request. */
+int sl_ffi_random_bytes(char *buf, size_t n);
+int sl_ffi_random_hex(char *out, size_t n);
+int sl_ffi_random_uuid(char *out);
+
+/* Shared dictionaries (shdict.h), for lua/sluice/shared.lua. They work
+ * without a request (at load and in init) too.
+ *
+ * sl_ffi_shdict_open finds the dictionary called name among those of the
+ * calling plugin's generation (the thread's scope while a generation
+ * loads or the harness runs a plugin, else the current request's
+ * generation, else any a live generation declares) and returns a new
+ * reference, or NULL when there is none: the handle keeps the dictionary
+ * alive until sl_ffi_shdict_close (a finalizer). The operations below
+ * return the SL_SHDICT_* codes; values travel as a type (enum
+ * sl_shdict_type), a number (bools as 0/1) and a string. TTLs are in
+ * milliseconds, 0 meaning none. */
+struct sl_shdict;
+struct sl_shdict *sl_ffi_shdict_open(const char *name, size_t len);
+void sl_ffi_shdict_close(struct sl_shdict *d);
+
+/* Reads key: *type, *num and, for a string, its bytes copied into buf
+ * (*len bytes of room going in, the string's length coming out). When the
+ * string is longer than the room, SL_SHDICT_TRUNCATED: call again with
+ * *len bytes. */
+int sl_ffi_shdict_get(struct sl_shdict *d, const char *key, size_t klen, int *type,
+                      double *num, char *buf, size_t *len);
+
+/* sl_shdict_set and sl_shdict_add of the value (type, num, s/slen). */
+int sl_ffi_shdict_set(struct sl_shdict *d, const char *key, size_t klen, int type, double num,
+                      const char *s, size_t slen, int64_t ttl_ms);
+int sl_ffi_shdict_add(struct sl_shdict *d, const char *key, size_t klen, int type, double num,
+                      const char *s, size_t slen, int64_t ttl_ms);
+
+/* sl_shdict_incr; has_init 0 means no init value. */
+int sl_ffi_shdict_incr(struct sl_shdict *d, const char *key, size_t klen, double by,
+                       int has_init, double init, int64_t init_ttl_ms, double *result);
+
+/* sl_shdict_cas of the expected value (otype, onum, os/olen) and the
+ * desired one (ntype, nnum, ns/nlen). */
+int sl_ffi_shdict_cas(struct sl_shdict *d, const char *key, size_t klen, int otype,
+                      double onum, const char *os, size_t olen, int ntype, double nnum,
+                      const char *ns, size_t nlen, int64_t ttl_ms);
+
+/* sl_shdict_delete, sl_shdict_ttl (as a double), sl_shdict_flush_all. */
+int sl_ffi_shdict_delete(struct sl_shdict *d, const char *key, size_t klen);
+int sl_ffi_shdict_ttl(struct sl_shdict *d, const char *key, size_t klen, double *ttl_ms);
+int sl_ffi_shdict_flush_all(struct sl_shdict *d);
+
+/* The dictionary's budget and the bytes its entries use (sl_shdict_stats). */
+int sl_ffi_shdict_space(struct sl_shdict *d, double *capacity, double *used);
 
 #endif

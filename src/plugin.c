@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 static const char *const phase_names[SL_PHASE_COUNT] = {
@@ -126,8 +127,10 @@ int sl_chain_run(const struct sl_chain *ch, enum sl_phase phase, struct sl_conn 
         err[0] = '\0';
         int64_t t0 = mono_ns();
         int rc = p->kind->call(p, phase, c, err, sizeof err, &budget);
-        st->ns[phase] += (uint64_t)(mono_ns() - t0);
+        int64_t ns = mono_ns() - t0;
+        st->ns[phase] += (uint64_t)ns;
         st->calls[phase]++;
+        sl_metrics_plugin_call(p, c->w->id, phase, ns, rc == SL_ACTION_ERROR, budget);
         if (rc == SL_ACTION_ERROR) {
             st->errors[phase]++;
             if (budget)

@@ -57,6 +57,13 @@ struct sl_plugin_kind {
      * drops its reference to the generation; it must be idempotent.
      * release() still frees the rest. */
     void (*worker_release)(struct sl_plugin *p, int worker);
+    /* Optional: for a reload of an identical configuration cfg (the one p
+     * was loaded with): 0 when loading p's instance again would read the
+     * same files with the same content, 1 when a file changed, went away
+     * or another file would now be found first. Without it an instance
+     * of the kind always counts as changed. Runs on the reloading thread;
+     * must not touch per-worker state. */
+    int (*has_changed)(const struct sl_plugin *p, const struct sl_config *cfg);
 };
 
 /* Per-plugin counters; per worker, so no atomics (summed at scrape time). */
@@ -82,6 +89,10 @@ struct sl_plugin {
     size_t slot;                /* index of this instance's per-request context slot */
     struct sl_plugin_stats *stats;  /* owned: one per worker, indexed by worker id */
     size_t nstats;
+    int64_t loaded_ms;          /* wall clock of the load, ms since the epoch (admin API) */
+    char sha256[65];            /* of the source file as loaded, lowercase hex; "" if unreadable */
+    uint32_t metrics;           /* first metric slot of its plugin name (metrics.h), set
+                                 * when its generation is built; 0 before */
 };
 
 /* One ordered chain: the plugins active on a route, per phase. */

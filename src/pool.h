@@ -11,12 +11,16 @@
 #include "proxy.h"
 #include "worker.h"
 
+/* The counts are written by the worker alone; the admin API reads them
+ * from its own thread without synchronisation (word-sized, so a reading
+ * is at worst a moment stale). */
 struct sl_pool {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char *name;                         /* owned: "host:port" as configured */
     struct sl_upconn_list idle;         /* newest first */
     size_t nidle;
+    size_t nopen;                       /* open connections, idle or busy */
     size_t max_idle;                    /* from the latest generation using it */
     int idle_timeout_ms;
     struct sl_pool *next;

@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "gen.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "proxy_head.h"
 #include "request.h"
@@ -60,6 +61,8 @@ static struct sl_upconn *up_new(struct sl_worker *w, struct sl_pool *pool, int f
     u->w = w;
     u->pool = pool;
     u->backend_name = pool->name;
+    pool->nopen++;
+    sl_metrics_upstream_conns_add(w->id, 1);
     u->fd = fd;
     const struct sl_limits_conf *lim = &w->gen->cfg->limits;
     /* Origins get roomier head limits than clients: the limits protect the
@@ -91,6 +94,8 @@ void sl_upconn_close(struct sl_upconn *u)
     if (u->state == SL_UP_IDLE)
         sl_pool_remove(u->pool, u);
     u->state = SL_UP_CLOSED;
+    u->pool->nopen--;
+    sl_metrics_upstream_conns_add(u->w->id, -1);
     event_del(&u->rev);
     event_del(&u->wev);
     sl_deadline_cancel(&u->timer);
@@ -125,7 +130,7 @@ static struct sl_upconn *up_connect(struct sl_worker *w, struct sl_pool *pool)
         errno = ENOMEM;
         return NULL;
     }
-    w->upstream_connects++;
+    u->connect_start_us = sl_worker_now_us(w);
     if (rc == 0) {
         u->state = SL_UP_ACTIVE;
         event_add(&u->rev, NULL);
@@ -200,6 +205,15 @@ static int up_attach(struct sl_conn *c, struct sl_upconn *u, struct sl_buf *carr
     u->resp_bytes = 0;
     u->replayable = true;
     u->out_sent = 0;
+    struct sl_req *r = &c->req;
+    /* The loop's cached clock does not move within one callback: a first
+     * attempt made from on_head, as every request without a whole-body
+     * plugin's is, starts when the request did, and needs no clock read. */
+    r->up_start_us = r->attempts == 1 && !r->stale_retried &&
+                             (r->chain == NULL || !r->chain->needs_request_body)
+                         ? r->start_us : sl_worker_now_us(c->w);
+    r->up_first_byte_us = 0;
+    r->up_reused = u->reused;
     sl_reader_reset(&u->reader);
     if (carry != NULL) {
         sl_buf_fini(&u->out);
@@ -207,6 +221,10 @@ static int up_attach(struct sl_conn *c, struct sl_upconn *u, struct sl_buf *carr
         memset(carry, 0, sizeof *carry);
     } else if (sl_proxy_build_request_head(c, u, &u->out) < 0) {
         return -1;
+    } else if (c->req.req_body.state == SL_BODY_DONE &&
+               sl_buf_append(&u->out, sl_body_data(&c->req.req_body),
+                             sl_body_len(&c->req.req_body)) < 0) {
+        return -1;      /* the body a plugin phase had whole goes right behind its head */
     }
     if (u->state == SL_UP_CONNECTING)
         up_arm_timer(u, upconf(c)->connect_timeout_ms);
@@ -224,7 +242,8 @@ static void report_down(struct sl_conn *c, struct sl_backend *b, int err)
                 uc->name, b->conf->addr.text, strerror(err), uc->fail_cooldown_ms);
 }
 
-/* Picks a backend and a connection for the request, moving on to the next
+/* Picks a backend (the balancer plugin's choice, else the upstream's
+ * balancer) and a connection for the request, moving on to the next
  * backend when connecting fails at once. Returns 0, or -1 when the client
  * was answered (502) instead. */
 static int attempt(struct sl_conn *c, struct sl_buf *carry)
@@ -234,7 +253,16 @@ static int attempt(struct sl_conn *c, struct sl_buf *carry)
     struct sl_upstream *up = r->upstream;
     for (;;) {
         int64_t now = sl_worker_now_ms(w);
-        int i = up->lb->pick(r->wg->lb_states[up->index], up, r->tried, now);
+        int i;
+        if (r->chosen != NULL) {
+            /* A balancer plugin's pick is the only backend tried (api.h,
+             * sl_api_set_backend): the plugin decided where this request
+             * may go, so failing over elsewhere would overrule it. */
+            size_t ci = (size_t)(r->chosen - up->backends);
+            i = r->tried[ci / 8] & (1u << (ci % 8)) ? -1 : (int)ci;
+        } else {
+            i = up->lb->pick(r->wg->lb_states[up->index], up, r->tried, now);
+        }
         if (i < 0) {
             if (carry != NULL)
                 sl_buf_fini(carry);
@@ -252,13 +280,17 @@ static int attempt(struct sl_conn *c, struct sl_buf *carry)
         struct sl_upconn *u = sl_pool_take(pool, now);
         if (u != NULL) {
             u->reused = true;
-            w->upstream_reuses++;
         } else {
             u = up_connect(w, pool);
             if (u == NULL) {
-                report_down(c, b, errno);
+                int err = errno;
+                sl_metrics_upstream_error(r->wg->gen, w->id, b->gidx,
+                                          SL_METRICS_UP_CONNECT_REFUSED);
+                report_down(c, b, err);
                 continue;
             }
+            if (u->state == SL_UP_ACTIVE)
+                sl_metrics_upstream_connected(r->wg->gen, w->id, b->gidx, 0);
         }
         if (up_attach(c, u, carry) < 0) {
             sl_upconn_close(u);
@@ -363,6 +395,16 @@ static int status_for(enum fail_kind kind)
     return kind == FAIL_TIMEOUT || kind == FAIL_CONNECT_TIMEOUT ? 504 : 502;
 }
 
+/* What each failure counts as in sluice_upstream_errors_total. */
+static const enum sl_metrics_up_error metric_error[] = {
+    [FAIL_CONNECT] = SL_METRICS_UP_CONNECT_REFUSED,
+    [FAIL_CONNECT_TIMEOUT] = SL_METRICS_UP_CONNECT_TIMEOUT,
+    [FAIL_IO] = SL_METRICS_UP_RESET,
+    [FAIL_TIMEOUT] = SL_METRICS_UP_RESPONSE_TIMEOUT,
+    [FAIL_PROTOCOL] = SL_METRICS_UP_BAD_RESPONSE,
+    [FAIL_TRUNCATED] = SL_METRICS_UP_TRUNCATED,
+};
+
 static void up_fail(struct sl_upconn *u, enum fail_kind kind, int err)
 {
     struct sl_conn *c = u->client;
@@ -371,6 +413,7 @@ static void up_fail(struct sl_upconn *u, enum fail_kind kind, int err)
         return;
     }
     struct sl_req *r = &c->req;
+    sl_metrics_upstream_error(r->wg->gen, c->w->id, r->backend->gidx, metric_error[kind]);
     bool nothing_back = u->resp_bytes == 0 && !r->resp_started;
     struct sl_buf carry = {0};
     bool can_carry = u->replayable && nothing_back;
@@ -387,6 +430,9 @@ static void up_fail(struct sl_upconn *u, enum fail_kind kind, int err)
          * request never reached it, so one fresh connection is safe. */
         r->stale_retried = true;
         struct sl_upconn *fresh = up_connect(c->w, u->pool);
+        if (fresh == NULL)
+            sl_metrics_upstream_error(r->wg->gen, c->w->id, r->backend->gidx,
+                                      SL_METRICS_UP_CONNECT_REFUSED);
         if (fresh != NULL && up_attach(c, fresh, &carry) == 0) {
             if (fresh->state == SL_UP_ACTIVE)
                 up_flush(fresh);
@@ -403,7 +449,12 @@ static void up_fail(struct sl_upconn *u, enum fail_kind kind, int err)
         return;
     }
     sl_buf_fini(&carry);
-    if (r->local_status == 0)
+    if (r->resp_body.state == SL_BODY_BUFFERING || r->resp_body.over) {
+        /* The origin's head was held for the response body phase: none of
+         * its fields may leak into the 502 that replaces it. */
+        memset(&r->resp_headers, 0, sizeof r->resp_headers);
+    }
+    if (r->local_status == 0 && !r->resp_body.over)
         SL_INFO("request %s: upstream %s: %s", r->id, r->backend_name ? r->backend_name : "-",
             kind == FAIL_TIMEOUT ? "response timed out"
             : kind == FAIL_PROTOCOL ? "malformed response"
@@ -582,6 +633,9 @@ static void up_on_read(evutil_socket_t fd, short what, void *arg)
         finish_exchange(u);
         return;
     }
+    bool first = u->resp_bytes == 0;
+    if (first)
+        u->client->req.up_first_byte_us = -1;   /* now: read below or by log_request */
     if (u->resp_bytes == 0 && u->replayable) {
         /* The origin has started answering: replay is no longer possible. */
         u->replayable = false;
@@ -590,6 +644,11 @@ static void up_on_read(evutil_socket_t fd, short what, void *arg)
     }
     u->resp_bytes += (uint64_t)n;
     handle_response_bytes(u);
+    /* The first byte's time is this loop turn's: log_request took it if the
+     * request ended in this turn (it reads the clock anyway); otherwise it
+     * is read once here. */
+    if (first && u->client != NULL && u->client->req.up_first_byte_us < 0)
+        u->client->req.up_first_byte_us = sl_worker_now_us(u->w);
 }
 
 static void up_on_write(evutil_socket_t fd, short what, void *arg)
@@ -609,8 +668,12 @@ static void up_on_write(evutil_socket_t fd, short what, void *arg)
         u->state = SL_UP_ACTIVE;
         event_add(&u->rev, NULL);
         u->reading = true;
-        if (u->client != NULL)
+        if (u->client != NULL) {
+            struct sl_req *r = &u->client->req;
+            sl_metrics_upstream_connected(r->wg->gen, u->w->id, r->backend->gidx,
+                                          sl_worker_now_us(u->w) - u->connect_start_us);
             up_arm_timer(u, upconf(u->client)->response_timeout_ms);
+        }
     }
     up_flush(u);
 }

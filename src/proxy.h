@@ -48,11 +48,13 @@ struct sl_upconn {
     uint64_t resp_bytes;                /* response bytes received */
     uint64_t body_left;                 /* Content-Length bytes still to relay */
     int64_t idle_since_ms;
+    int64_t connect_start_us;           /* when connect() was called (metrics) */
     TAILQ_ENTRY(sl_upconn) link;
 };
 
 /* Starts forwarding the client's current request (its head is parsed and
- * routed). Answers the client itself (502/503) when no backend can be
+ * routed, its balancer phase ran: c->req.upstream, and c->req.chosen when
+ * a plugin pinned a backend). Answers the client itself (502/503) when no backend can be
  * reached. Returns 0, or -1 when the request was answered locally. */
 int sl_proxy_start(struct sl_conn *c);
 

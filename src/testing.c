@@ -1,5 +1,8 @@
 #include "testing.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 #include "proxy.h"
 #include "proxy_head.h"
 #include "request.h"
+#include "shdict.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -37,6 +41,8 @@ struct test_req {
     struct sl_worker_gen wg;            /* the worker's state for the generation (no pools) */
     struct sl_upconn up;                /* the origin: backend name, response reader */
     struct sl_buf up_head;              /* the request head as sent upstream */
+    struct sl_buf req_raw_body;         /* the client's body, de-chunked */
+    struct sl_buf resp_raw_body;        /* the origin's body (sl_test_origin_body) */
     bool head_parsed;
     bool up_head_built;
     bool has_response;                  /* an origin response head was parsed */
@@ -75,8 +81,9 @@ static void join_errors(const struct sl_config_errors *errs, char *err, size_t e
         used += (size_t)snprintf(err + used, errlen - used, "%s%s", i ? "\n" : "", errs->msgs[i]);
 }
 
-struct sl_test_plugin *sl_test_plugin_load(const char *config_file, const char *name,
-                                           char *err, size_t errlen)
+/* The generation of the configuration file, with one reference, or NULL
+ * with the messages in err. */
+static struct sl_gen *gen_from_file(const char *config_file, char *err, size_t errlen)
 {
     struct sl_config_errors errs = { 0 };
     struct sl_config *cfg = sl_config_load(config_file, &errs);
@@ -86,7 +93,13 @@ struct sl_test_plugin *sl_test_plugin_load(const char *config_file, const char *
         return NULL;
     }
     sl_config_errors_fini(&errs);
-    struct sl_gen *g = sl_gen_new(cfg, err, errlen);
+    return sl_gen_new(cfg, err, errlen);
+}
+
+struct sl_test_plugin *sl_test_plugin_load(const char *config_file, const char *name,
+                                           char *err, size_t errlen)
+{
+    struct sl_gen *g = gen_from_file(config_file, err, errlen);
     if (g == NULL)
         return NULL;
     struct sl_plugin *p = NULL;
@@ -118,12 +131,93 @@ unsigned sl_test_plugin_phases(const struct sl_test_plugin *tp)
     return tp->p->phases;
 }
 
+/* The first request_body call buffers the client's body as the proxy does
+ * (refusing one over limits.max_body_buffer, 413); every call opens it to
+ * the hook. */
+static int enter_request_body(struct test_req *t, char *err, size_t errlen)
+{
+    struct sl_req *r = &t->conn.req;
+    if (r->head_sent || r->local_status != 0) {
+        snprintf(err, errlen, "request_body: %s", r->head_sent
+                 ? "the request head already went upstream"
+                 : "the request was answered locally: the proxy runs no more request hooks");
+        return -1;
+    }
+    if (!r->body_done) {
+        snprintf(err, errlen, "request_body: the request body is incomplete: the proxy runs "
+                 "this phase once the whole body is in");
+        return -1;
+    }
+    if (r->req_body.state == SL_BODY_NONE) {
+        size_t max = r->wg->gen->cfg->limits.max_body_buffer;
+        if (sl_buf_len(&t->req_raw_body) > max) {
+            snprintf(err, errlen, "request_body: 413 Payload Too Large: the body is over "
+                     "limits.max_body_buffer (%zu): the proxy answers itself", max);
+            return -1;
+        }
+        if (sl_body_start(&r->req_body, 0) < 0 ||
+            sl_body_append(&r->req_body, sl_buf_head(&t->req_raw_body),
+                           sl_buf_len(&t->req_raw_body), max) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    r->req_body.state = SL_BODY_OPEN;
+    return 0;
+}
+
+/* The first response_body call buffers the body the client would get: the
+ * origin's (empty for HEAD, 204 and 304), or a local reply's, whose
+ * response phase it then enters as sl_conn_reply does. */
+static int enter_response_body(struct test_req *t, char *err, size_t errlen)
+{
+    struct sl_req *r = &t->conn.req;
+    if (r->resp_started) {
+        snprintf(err, errlen, "response_body: the response head was already built");
+        return -1;
+    }
+    if (!t->has_response && r->local_status == 0) {
+        snprintf(err, errlen, "response_body: there is no response yet: begin one "
+                 "from the origin, or let a plugin reply");
+        return -1;
+    }
+    if (r->resp_body.state == SL_BODY_NONE) {
+        const char *p = "";
+        size_t n = 0;
+        if (t->has_response) {
+            int st = t->up.reader.head.status;
+            if (!(r->is_head || st == 204 || st == 304)) {
+                p = sl_buf_head(&t->resp_raw_body);
+                n = sl_buf_len(&t->resp_raw_body);
+            }
+        } else {
+            if (!r->in_reply_phase) {
+                r->status = r->local_status;
+                r->in_reply_phase = true;
+            }
+            p = r->local_body != NULL ? r->local_body : "";
+            n = r->local_body_len;
+        }
+        if (sl_body_start(&r->resp_body, 0) < 0 || sl_body_replace(&r->resp_body, p, n) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    r->resp_body.state = SL_BODY_OPEN;
+    return 0;
+}
+
 /* Refuses a call the proxy would never make at this point of the request;
  * enters a local reply's response phase the way sl_conn_reply does. */
 static int check_order(struct test_req *t, int phase, char *err, size_t errlen)
 {
     struct sl_req *r = &t->conn.req;
     if (phase == SL_PHASE_REQUEST_HEADERS) {
+        if (r->req_body.state != SL_BODY_NONE) {
+            snprintf(err, errlen, "request_headers: request_body already ran (the proxy runs "
+                     "request_headers first)");
+            return -1;
+        }
         if (r->head_sent) {
             snprintf(err, errlen, "request_headers: the request head already went upstream");
             return -1;
@@ -133,7 +227,23 @@ static int check_order(struct test_req *t, int phase, char *err, size_t errlen)
                      "the proxy runs no more request hooks", r->local_status);
             return -1;
         }
+    } else if (phase == SL_PHASE_BALANCER) {
+        if (r->head_sent || r->local_status != 0) {
+            snprintf(err, errlen, "balancer: %s", r->head_sent
+                     ? "the request head already went upstream"
+                     : "the request was answered locally: the proxy runs no more request hooks");
+            return -1;
+        }
+    } else if (phase == SL_PHASE_REQUEST_BODY) {
+        return enter_request_body(t, err, errlen);
+    } else if (phase == SL_PHASE_RESPONSE_BODY) {
+        return enter_response_body(t, err, errlen);
     } else if (phase == SL_PHASE_RESPONSE_HEADERS) {
+        if (r->resp_body.state != SL_BODY_NONE) {
+            snprintf(err, errlen, "response_headers: response_body already ran (the proxy runs "
+                     "response_headers first)");
+            return -1;
+        }
         if (r->resp_started) {
             snprintf(err, errlen, "response_headers: the response head was already built");
             return -1;
@@ -183,20 +293,41 @@ int sl_test_plugin_call(struct sl_test_plugin *tp, int phase, struct sl_conn *c,
     }
     if (check_order(t, phase, err, errlen) < 0)
         return SL_TEST_MISUSE;
+    int rc = SL_ACTION_CONTINUE;
     if (remember(t, tp) < 0) {
         snprintf(err, errlen, "out of memory");
-        return SL_TEST_MISUSE;
+        rc = SL_TEST_MISUSE;
+    } else if ((p->phases & (1u << phase)) != 0) {
+        bool b = false;
+        /* The request was made on the harness's default generation: the
+         * plugin's shared dicts are those of its own. */
+        const struct sl_shdict_set *scope = sl_shdict_scope_enter(tp->gen->shdicts);
+        r->in_balancer = phase == SL_PHASE_BALANCER;
+        rc = p->kind->call(p, (enum sl_phase)phase, c, err, errlen, &b);
+        r->in_balancer = false;
+        sl_shdict_scope_leave(scope);
+        *budget = b;
     }
-    if ((p->phases & (1u << phase)) == 0)
-        return SL_ACTION_CONTINUE;
-    bool b = false;
-    int rc = p->kind->call(p, (enum sl_phase)phase, c, err, errlen, &b);
-    *budget = b;
-    /* As sl_conn_reply: a reply set in a local reply's response phase
-     * replaces it, fields included. */
-    if (rc == SL_ACTION_RESPOND && phase == SL_PHASE_RESPONSE_HEADERS && r->in_reply_phase) {
+    /* The origin the head names (Host when not kept) follows the balancer. */
+    if (phase == SL_PHASE_BALANCER)
+        t->up.backend_name = (r->chosen ? r->chosen : &r->upstream->backends[0])->conf->addr.text;
+    /* A body is open to plugins only while its phase runs. */
+    if (phase == SL_PHASE_REQUEST_BODY)
+        r->req_body.state = SL_BODY_DONE;
+    if (phase == SL_PHASE_RESPONSE_BODY)
+        r->resp_body.state = SL_BODY_DONE;
+    /* As sl_conn_reply and sl_body_run_reply: a reply set in a local
+     * reply's response phases replaces it, fields (and body) included. */
+    if (rc == SL_ACTION_RESPOND && r->in_reply_phase &&
+        (phase == SL_PHASE_RESPONSE_HEADERS || phase == SL_PHASE_RESPONSE_BODY)) {
         memset(&r->resp_headers, 0, sizeof r->resp_headers);
         r->status = r->local_status;
+        if (phase == SL_PHASE_RESPONSE_BODY &&
+            sl_body_replace(&r->resp_body, r->local_body ? r->local_body : "",
+                            r->local_body_len) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return SL_TEST_MISUSE;
+        }
     }
     return rc;
 }
@@ -216,10 +347,9 @@ static int request_on_head(void *owner)
 
 static int request_on_body(void *owner, const char *p, size_t n)
 {
-    (void)p;
     struct sl_conn *c = owner;
     c->req.body_bytes += n;
-    return 0;
+    return sl_buf_append(&test_of(c)->req_raw_body, p, n);
 }
 
 /* Pauses at the end of the message: bytes after it are not a concern. */
@@ -294,17 +424,26 @@ static struct sl_reader_limits reader_limits(const struct sl_gen *g)
 struct sl_conn *sl_test_request_new(const char *raw, size_t len, const char *peer,
                                     char *err, size_t errlen)
 {
-    struct sl_gen *g = get_default_gen(err, errlen);
+    return sl_test_request_new_on(NULL, raw, len, peer, err, errlen);
+}
+
+struct sl_conn *sl_test_request_new_on(const char *config_file, const char *raw, size_t len,
+                                       const char *peer, char *err, size_t errlen)
+{
+    struct sl_gen *g = config_file ? gen_from_file(config_file, err, errlen)
+                                   : get_default_gen(err, errlen);
     if (g == NULL)
         return NULL;
+    if (config_file == NULL)
+        sl_gen_ref(g);          /* the request's own; a file's came with it */
     struct test_req *t = calloc(1, sizeof *t);
     if (t == NULL) {
         snprintf(err, errlen, "out of memory");
+        sl_gen_unref(g);
         return NULL;
     }
     struct sl_worker *w = &t->worker;
     struct sl_conn *c = &t->conn;
-    sl_gen_ref(g);
     w->gen = g;
     t->wg.gen = g;
     w->cur = &t->wg;
@@ -359,8 +498,20 @@ void sl_test_request_free(struct sl_conn *c)
     free(t->calls);
     sl_reader_fini(&t->up.reader);
     sl_buf_fini(&t->up_head);
-    sl_gen_unref(t->worker.gen);
+    sl_buf_fini(&t->req_raw_body);
+    sl_buf_fini(&t->resp_raw_body);
+    /* The connection unpins its generation as it goes: drop ours after. */
+    struct sl_gen *g = t->worker.gen;
     sl_conn_free(c);
+    sl_gen_unref(g);
+}
+
+int sl_test_balancer(struct sl_conn *c, const char **upstream, const char **backend)
+{
+    const struct sl_req *r = &c->req;
+    *upstream = r->upstream->conf->name;
+    *backend = r->chosen != NULL ? r->chosen->conf->addr.text : NULL;
+    return 0;
 }
 
 const char *sl_test_upstream_head(struct sl_conn *c, size_t *len)
@@ -427,11 +578,45 @@ int sl_test_response_begin(struct sl_conn *c, int status, const char *raw_header
     return 0;
 }
 
-/* response.c's choice, for a response whose body the harness never sees. */
+int sl_test_origin_body(struct sl_conn *c, const char *p, size_t n, char *err, size_t errlen)
+{
+    struct test_req *t = test_of(c);
+    if (!t->has_response || c->req.resp_started || c->req.resp_body.state != SL_BODY_NONE) {
+        snprintf(err, errlen, !t->has_response ? "the origin has not responded yet"
+                 : "the response body was already %s",
+                 c->req.resp_started ? "sent" : "buffered for response_body");
+        return -1;
+    }
+    sl_buf_clear(&t->resp_raw_body);
+    if (sl_buf_append(&t->resp_raw_body, p, n) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+const char *sl_test_body(struct sl_conn *c, int side, size_t *len)
+{
+    struct test_req *t = test_of(c);
+    const struct sl_req *r = &c->req;
+    const struct sl_body *b = side == 1 ? &r->resp_body : &r->req_body;
+    if (b->state != SL_BODY_NONE) {
+        *len = sl_body_len(b);
+        return sl_body_data(b);
+    }
+    const struct sl_buf *raw = side == 1 ? &t->resp_raw_body : &t->req_raw_body;
+    *len = sl_buf_len(raw);
+    return raw->data != NULL ? sl_buf_head(raw) : "";
+}
+
+/* response.c's choice, for a response whose body the harness does not
+ * relay (one buffered for response_body goes with its own length). */
 static enum sl_framing choose_framing(const struct sl_req *r, const struct sl_head *h)
 {
     if (r->is_head || h->status == 204 || h->status == 304)
         return SL_FRAMING_NONE;
+    if (r->resp_body.state != SL_BODY_NONE)
+        return SL_FRAMING_LENGTH;
     if (h->has_length && !h->chunked)
         return SL_FRAMING_LENGTH;
     return r->head->http_minor >= 1 ? SL_FRAMING_CHUNKED : SL_FRAMING_CLOSE;
@@ -465,5 +650,207 @@ int sl_test_reply(struct sl_conn *c, const char **body, size_t *len)
         return 0;
     *body = r->local_body ? r->local_body : "";
     *len = r->local_body_len;
+    if (r->resp_body.state != SL_BODY_NONE && !test_of(c)->has_response) {
+        *body = sl_body_data(&r->resp_body);     /* as its response_body phase left it */
+        *len = sl_body_len(&r->resp_body);
+    }
     return r->in_reply_phase ? r->status : r->local_status;
+}
+
+/* --- shared dictionaries ---------------------------------------------------------- */
+
+#define MAX_THREADS 64
+
+struct dict_job {
+    struct sl_shdict *d;
+    const char *key;
+    int iters, nkeys, use_cas, index;
+    size_t maxlen;
+    atomic_int *go;
+    bool failed;
+};
+
+static void wait_go(const struct dict_job *j)
+{
+    while (atomic_load(j->go) == 0)
+        sched_yield();
+}
+
+static void *count_thread(void *arg)
+{
+    struct dict_job *j = arg;
+    const double zero = 0;
+    size_t klen = strlen(j->key);
+    wait_go(j);
+    for (int i = 0; i < j->iters && !j->failed; i++) {
+        if (!j->use_cas) {
+            j->failed = sl_shdict_incr(j->d, j->key, klen, 1, &zero, 0, NULL) != SL_SHDICT_OK;
+            continue;
+        }
+        for (;;) {
+            struct sl_shdict_value cur, next = { .type = SL_SHDICT_NUMBER };
+            int rc = sl_shdict_get(j->d, j->key, klen, &cur, NULL, 0);
+            if (rc == SL_SHDICT_NOT_FOUND)
+                cur = (struct sl_shdict_value){ .type = SL_SHDICT_NIL };
+            else if (rc != SL_SHDICT_OK || cur.type != SL_SHDICT_NUMBER) {
+                j->failed = true;
+                break;
+            }
+            next.num = (rc == SL_SHDICT_OK ? cur.num : 0) + 1;
+            rc = sl_shdict_cas(j->d, j->key, klen, &cur, &next, 0);
+            if (rc == SL_SHDICT_OK)
+                break;
+            if (rc != SL_SHDICT_CHANGED) {
+                j->failed = true;
+                break;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Runs fn on n jobs, released together once all started. Returns false
+ * when a thread could not start or a job failed. */
+static bool run_jobs(struct dict_job *jobs, int n, void *(*fn)(void *))
+{
+    pthread_t tids[MAX_THREADS];
+    atomic_int go;
+    atomic_init(&go, 0);
+    int started = 0;
+    for (; started < n; started++) {
+        jobs[started].go = &go;
+        jobs[started].index = started;
+        if (pthread_create(&tids[started], NULL, fn, &jobs[started]) != 0)
+            break;
+    }
+    atomic_store(&go, 1);
+    bool ok = started == n;
+    for (int i = 0; i < started; i++) {
+        pthread_join(tids[i], NULL);
+        ok = ok && !jobs[i].failed;
+    }
+    return ok;
+}
+
+double sl_test_shdict_count_threads(struct sl_shdict *d, const char *key, int nthreads,
+                                    int iters, int use_cas)
+{
+    if (nthreads < 1 || nthreads > MAX_THREADS || iters < 0)
+        return -1;
+    struct dict_job jobs[MAX_THREADS];
+    for (int i = 0; i < nthreads; i++)
+        jobs[i] = (struct dict_job){ .d = d, .key = key, .iters = iters, .use_cas = use_cas };
+    if (!run_jobs(jobs, nthreads, count_thread))
+        return -1;
+    struct sl_shdict_value v;
+    if (sl_shdict_get(d, key, strlen(key), &v, NULL, 0) != SL_SHDICT_OK ||
+        v.type != SL_SHDICT_NUMBER)
+        return -1;
+    return v.num;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* An update callback: appends a byte to a string, counts up a number. */
+static int grow_value(void *arg, const struct sl_shdict_value *cur,
+                      struct sl_shdict_value *next, int64_t *ttl_ms)
+{
+    char *scratch = arg;
+    (void)ttl_ms;
+    if (cur->type == SL_SHDICT_STRING && cur->len < 200) {
+        memcpy(scratch, cur->str, cur->len);
+        scratch[cur->len] = 'u';
+        *next = (struct sl_shdict_value){ .type = SL_SHDICT_STRING, .str = scratch,
+                                          .len = cur->len + 1 };
+        return SL_SHDICT_STORE;
+    }
+    if (cur->type == SL_SHDICT_NUMBER) {
+        next->num = cur->num + 1;
+        return SL_SHDICT_STORE;
+    }
+    return cur->type == SL_SHDICT_NIL ? SL_SHDICT_KEEP : SL_SHDICT_REMOVE;
+}
+
+static void *stress_thread(void *arg)
+{
+    struct dict_job *j = arg;
+    uint64_t seed = 0x9e3779b97f4a7c15u * (uint64_t)(j->index + 1);
+    char *text = malloc(j->maxlen + 1), *buf = malloc(j->maxlen + 256);
+    char scratch[256];
+    if (text == NULL || buf == NULL) {
+        j->failed = true;
+        free(text);
+        free(buf);
+        wait_go(j);
+        return NULL;
+    }
+    memset(text, 'a' + j->index % 26, j->maxlen + 1);
+    wait_go(j);
+    for (int i = 0; i < j->iters && !j->failed; i++) {
+        char key[32];
+        uint64_t r = xorshift(&seed);
+        size_t klen = (size_t)snprintf(key, sizeof key, "k%d", (int)(r % (uint64_t)j->nkeys));
+        int64_t ttl = (int64_t)((r >> 8) % 4);
+        struct sl_shdict_value v = { .type = SL_SHDICT_STRING, .str = text,
+                                     .len = (size_t)((r >> 16) % (j->maxlen + 1)) };
+        struct sl_shdict_value num = { .type = SL_SHDICT_NUMBER, .num = 1 };
+        const double zero = 0;
+        int64_t left;
+        int rc;
+        switch ((r >> 32) % 9) {
+        case 0: case 1:
+            rc = sl_shdict_get(j->d, key, klen, &v, buf, j->maxlen + 256);
+            break;
+        case 2:
+            rc = sl_shdict_set(j->d, key, klen, (r >> 40) % 2 ? &v : &num, ttl);
+            break;
+        case 3:
+            rc = sl_shdict_add(j->d, key, klen, &v, ttl);
+            break;
+        case 4:
+            rc = sl_shdict_incr(j->d, key, klen, 1, &zero, ttl, NULL);
+            break;
+        case 5:
+            rc = sl_shdict_cas(j->d, key, klen, &num, &v, ttl);
+            break;
+        case 6:
+            rc = sl_shdict_delete(j->d, key, klen);
+            break;
+        case 7:
+            rc = sl_shdict_ttl(j->d, key, klen, &left);
+            break;
+        default:
+            rc = sl_shdict_update(j->d, key, klen, grow_value, scratch);
+            break;
+        }
+        /* Outcomes vary with the races; only a refused argument is a bug. */
+        if (rc == SL_SHDICT_EINVAL)
+            j->failed = true;
+    }
+    free(text);
+    free(buf);
+    return NULL;
+}
+
+int sl_test_shdict_stress(struct sl_shdict *d, int nthreads, int iters, int nkeys,
+                          size_t maxlen, char *err, size_t errlen)
+{
+    if (nthreads < 1 || nthreads > MAX_THREADS || iters < 0 || nkeys < 1) {
+        snprintf(err, errlen, "bad arguments");
+        return -1;
+    }
+    struct dict_job jobs[MAX_THREADS];
+    for (int i = 0; i < nthreads; i++)
+        jobs[i] = (struct dict_job){ .d = d, .iters = iters, .nkeys = nkeys, .maxlen = maxlen };
+    if (!run_jobs(jobs, nthreads, stress_thread)) {
+        snprintf(err, errlen, "a thread failed (could not start, or an argument was refused)");
+        return -1;
+    }
+    return sl_shdict_check(d, err, errlen);
 }

@@ -56,11 +56,20 @@ unsigned sl_test_plugin_phases(const struct sl_test_plugin *tp);
  * message (and traceback) in err and *budget set to 1 when a CPU or
  * memory budget killed the hook. The chain's on_error policy is not
  * applied. The order the proxy follows is enforced: request_headers only
- * before the request head went upstream and while no local reply is set;
- * response_headers only once there is a response, from the origin
- * (sl_test_response_begin) or local (the first such call then enters the
- * local reply's response phase, as sl_conn_reply does), and before its
- * head was built. Refusals return SL_TEST_MISUSE with a message in err.
+ * before request_body ran, before the request head went upstream and while
+ * no local reply is set; request_body likewise, once the whole body was
+ * parsed (the first call buffers it, and refuses a body over
+ * limits.max_body_buffer as the proxy answers 413); balancer before the
+ * request head went upstream and while no local reply is set, with the
+ * balancer operations of api.h open during the call (sl_test_balancer
+ * shows their effect); response_headers only
+ * once there is a response, from the origin (sl_test_response_begin) or
+ * local (the first such call then enters the local reply's response phase,
+ * as sl_conn_reply does), before response_body ran and before its head was
+ * built; response_body likewise (its first call buffers the origin's body,
+ * sl_test_origin_body, empty for HEAD, 204 and 304, or the local reply's).
+ * The body phases are open to the hook during the call only, as in the
+ * proxy. Refusals return SL_TEST_MISUSE with a message in err.
  * The request remembers the plugin so that freeing the request ends it
  * for the plugin too (its ctx table is dropped). */
 int sl_test_plugin_call(struct sl_test_plugin *tp, int phase, struct sl_conn *c, char *err,
@@ -78,9 +87,23 @@ int sl_test_plugin_call(struct sl_test_plugin *tp, int phase, struct sl_conn *c,
 struct sl_conn *sl_test_request_new(const char *raw, size_t len, const char *peer,
                                     char *err, size_t errlen);
 
+/* The same on a generation of its own, built from config_file (its
+ * upstreams, routes and limits; plugins it declares are loaded but run
+ * only through sl_test_plugin_call), for balancer hooks that need several
+ * upstreams or backends; NULL: the default generation. Configuration
+ * errors come back in err. The generation lives as long as the request. */
+struct sl_conn *sl_test_request_new_on(const char *config_file, const char *raw, size_t len,
+                                       const char *peer, char *err, size_t errlen);
+
 /* Ends the request: every plugin it ran on is told (request_done), then
  * everything is freed. NULL is accepted. */
 void sl_test_request_free(struct sl_conn *c);
+
+/* Where the request goes after its balancer hooks: the upstream's name in
+ * *upstream and, when a plugin pinned one (sl_api_set_backend), the
+ * backend's configured address in *backend, else NULL there. Both
+ * borrowed from the request's generation. Returns 0. */
+int sl_test_balancer(struct sl_conn *c, const char **upstream, const char **backend);
 
 /* The request head as the origin would receive it
  * (sl_proxy_build_request_head), built at the first call: the request
@@ -108,11 +131,45 @@ int sl_test_response_begin(struct sl_conn *c, int status, const char *raw_header
  * response or on OOM. */
 const char *sl_test_response_head(struct sl_conn *c, size_t *len);
 
+/* Sets the body of the origin's response (n bytes, copied), after
+ * sl_test_response_begin and before response_body ran or the head was
+ * built. Returns 0, or -1 with a message in err. */
+int sl_test_origin_body(struct sl_conn *c, const char *p, size_t n, char *err, size_t errlen);
+
+/* The body as it leaves the proxy on side (0: the request to the origin,
+ * 1: the response to the client): the one the body phase left when it ran,
+ * else the client's (de-chunked) or the origin's. Borrowed: valid until the
+ * next call on c. *len receives its length. */
+const char *sl_test_body(struct sl_conn *c, int side, size_t *len);
+
 /* The local reply: returns its status (that of the response phase once
  * it ran, which a plugin may change) and sets *body and *len to its body
- * (borrowed); 0 when no plugin set one. Its fields are the response
+ * (borrowed; as the response_body phase left it, once that ran on the
+ * reply); 0 when no plugin set one. Its fields are the response
  * fields (sl_api_header_* on SL_API_RESPONSE); the proxy's own fields
  * (Server, Date, Content-Length, ...) are not rendered here. */
 int sl_test_reply(struct sl_conn *c, const char **body, size_t *len);
+
+/* --- shared dictionaries (src/shdict.h) -------------------------------------------- */
+
+struct sl_shdict;
+
+/* Starts nthreads threads (1..64) together; each adds 1 to the number
+ * under key iters times: with sl_shdict_incr (init 0) when use_cas is 0,
+ * else with a sl_shdict_get + sl_shdict_cas loop retried on
+ * SL_SHDICT_CHANGED. Returns the number under key once all have ended
+ * (exactly nthreads * iters plus what was there when the dictionary is
+ * atomic), or -1 when a thread could not start or an operation failed. */
+double sl_test_shdict_count_threads(struct sl_shdict *d, const char *key, int nthreads,
+                                    int iters, int use_cas);
+
+/* Starts nthreads threads (1..64) together; each runs iters random
+ * operations (get, set, add, incr, cas, delete, ttl, update) on keys
+ * "k0".."k<nkeys-1>" with strings up to maxlen bytes and TTLs of 0 to 3
+ * ms, so that eviction and expiry race with everything else. Then checks
+ * the dictionary (sl_shdict_check). Returns 0, or -1 with a message in
+ * err. */
+int sl_test_shdict_stress(struct sl_shdict *d, int nthreads, int iters, int nkeys,
+                          size_t maxlen, char *err, size_t errlen);
 
 #endif

@@ -100,12 +100,15 @@ static void reap_gens(struct sl_worker *w)
 struct sl_worker_gen *sl_worker_pin(struct sl_worker *w)
 {
     w->cur->inflight++;
+    sl_gen_set_inflight(w->cur->gen, w->id, w->cur->inflight);
     return w->cur;
 }
 
 void sl_worker_unpin(struct sl_worker *w, struct sl_worker_gen *wg)
 {
-    if (--wg->inflight == 0 && wg->retired)
+    --wg->inflight;
+    sl_gen_set_inflight(wg->gen, w->id, wg->inflight);
+    if (wg->inflight == 0 && wg->retired)
         sl_worker_schedule_reap(w);
 }
 
@@ -201,6 +204,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct sl_worker *w = arg;
     update_http_date(w);
     sl_accesslog_flush(&w->alog);
+    /* A worker no request reaches would hold its last generation (and its
+     * Lua VMs) until one did: adopt a newer one here, so retired ones go
+     * within a second of the last request that pins them. */
+    if (!w->draining)
+        sl_worker_sync_gen(w);
 }
 
 static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)

@@ -6,6 +6,7 @@
 #define SL_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,7 +62,10 @@ struct sl_worker {
                                          * a request uses its pinned c->req.wg->gen */
     struct sl_worker_gen_list retired;  /* owned: older states requests still pin */
     size_t nretired;
-    struct sl_pool *pools;              /* owned list, keyed by backend address, kept across generations */
+    /* owned list, keyed by backend address, kept across generations; only
+     * ever prepended to while the worker runs, so the admin thread can walk
+     * it (the atomic head publishes each new pool whole) */
+    _Atomic(struct sl_pool *) pools;
 
     struct sl_conn_list conns;          /* live client connections */
     size_t nconns;
@@ -103,7 +107,8 @@ const char *sl_worker_http_date(struct sl_worker *w);
 
 /* Makes sure w->cur is the worker's state for the current generation,
  * building it (balancer states, pool map) when a new generation was
- * published. The previous state is retired: it stays while requests pin it
+ * published. Called when a request starts and by the worker's once-a-second
+ * tick, so an idle worker lets go of old generations too. The previous state is retired: it stays while requests pin it
  * and is freed by the reaper once the last one ends, after each plugin of
  * its generation got worker_release for this worker. Cheap when nothing
  * changed. Returns 0, or -1 on OOM (the old generation stays). */

@@ -46,12 +46,47 @@ int sl_ffi_ctx_get(const char *key, size_t klen, const char **p, size_t *n);
 int sl_ffi_ctx_set(const char *key, size_t klen, const char *value, size_t vlen);
 int sl_ffi_log(int level, const char *plugin, const char *msg, size_t len);
 int sl_ffi_log_enabled(int level);
+int sl_ffi_log_set_field(const char *key, size_t klen, const char *value, size_t vlen);
+int sl_ffi_metric_define(const char *plugin, int type, const char *name, const char *help,
+                         const double *buckets, int nbuckets, char *err, size_t errlen);
+int sl_ffi_metric_add(int handle, double n);
+int sl_ffi_metric_observe(int handle, double v);
 double sl_ffi_now_ms(void);
+double sl_ffi_monotonic_ms(void);
+int sl_ffi_route(const char **host, size_t *hlen, const char **path, size_t *plen);
+int sl_ffi_upstream_name(const char **p, size_t *n);
+int sl_ffi_set_upstream(const char *p, size_t n);
+int sl_ffi_backend_count(void);
+int sl_ffi_backend_at(size_t i, const char **addr, size_t *alen, int *weight,
+                      double *cooldown_ms);
+int sl_ffi_set_backend(const char *p, size_t n);
+int sl_ffi_random_bytes(char *buf, size_t n);
+int sl_ffi_random_hex(char *out, size_t n);
+int sl_ffi_random_uuid(char *out);
+struct sl_shdict;
+struct sl_shdict *sl_ffi_shdict_open(const char *name, size_t len);
+void sl_ffi_shdict_close(struct sl_shdict *d);
+int sl_ffi_shdict_get(struct sl_shdict *d, const char *key, size_t klen, int *type,
+                      double *num, char *buf, size_t *len);
+int sl_ffi_shdict_set(struct sl_shdict *d, const char *key, size_t klen, int type, double num,
+                      const char *s, size_t slen, int64_t ttl_ms);
+int sl_ffi_shdict_add(struct sl_shdict *d, const char *key, size_t klen, int type, double num,
+                      const char *s, size_t slen, int64_t ttl_ms);
+int sl_ffi_shdict_incr(struct sl_shdict *d, const char *key, size_t klen, double by,
+                       int has_init, double init, int64_t init_ttl_ms, double *result);
+int sl_ffi_shdict_cas(struct sl_shdict *d, const char *key, size_t klen, int otype,
+                      double onum, const char *os, size_t olen, int ntype, double nnum,
+                      const char *ns, size_t nlen, int64_t ttl_ms);
+int sl_ffi_shdict_delete(struct sl_shdict *d, const char *key, size_t klen);
+int sl_ffi_shdict_ttl(struct sl_shdict *d, const char *key, size_t klen, double *ttl_ms);
+int sl_ffi_shdict_flush_all(struct sl_shdict *d);
+int sl_ffi_shdict_space(struct sl_shdict *d, double *capacity, double *used);
 ]]
 
 M.C = ffi.C
 M.new = ffi.new
 M.string = ffi.string
+M.gc = ffi.gc
 
 -- Return codes of the sl_ffi_* functions (src/api.h, src/lua_ffi.h).
 M.OK = 0
@@ -83,6 +118,7 @@ M.PHASE_NAMES = {
 M.IN_REQUEST = { [0] = true, true, true, true, true, true }
 M.REQUEST_PHASES = { [0] = true, true, true }
 M.RESPONSE_PHASES = { [3] = true, [4] = true, [5] = true }
+M.BALANCER_PHASE = { [2] = true }
 
 -- The state of the hook being run, set by sluice.plugin_host.
 M.phase = nil           -- a phase number while a hook runs, nil otherwise

@@ -13,6 +13,9 @@ return {
   time = require "sluice.time",
   json = json,
   shared = require "sluice.shared",
+  random = require "sluice.random",
+  metrics = require "sluice.metrics",
+  balancer = require "sluice.balancer",
   null = json.null,
   --- respond(status, body, headers): the same as sluice.response.exit.
   respond = response.exit,

@@ -148,6 +148,19 @@ local function phase_list()
   return concat(l, ", ")
 end
 
+-- The body declaration: nil when it is well-formed, else the message.
+local function check_body(who, body)
+  if type(body) ~= "table" then
+    return who .. ": 'body' must be a table such as { request = true }, or a function(conf) "
+           .. "returning one"
+  end
+  for k, bv in next, body do
+    if (k ~= "request" and k ~= "response") or type(bv) ~= "boolean" then
+      return who .. ": 'body' takes only request = true|false and response = true|false"
+    end
+  end
+end
+
 -- Checks the plugin table; returns the fields or nil, message.
 local function check_plugin(spec, p)
   local file = spec.file
@@ -179,18 +192,12 @@ local function check_plugin(spec, p)
                 .. PRIORITY_MAX
   end
   local body = f.body
-  if body ~= nil then
-    if type(body) ~= "table" then
-      return nil, who .. ": 'body' must be a table such as { request = true }"
-    end
-    for k, bv in next, body do
-      if (k ~= "request" and k ~= "response") or type(bv) ~= "boolean" then
-        return nil, who .. ": 'body' takes only request = true|false and response = true|false"
-      end
-    end
+  if body ~= nil and type(body) ~= "function" then
+    local e = check_body(who, body)
+    if e then return nil, e end
   end
   for name, fv in next, p do
-    if type(fv) == "function" and PHASE_OF[name] == nil and name ~= "init" then
+    if type(fv) == "function" and PHASE_OF[name] == nil and name ~= "init" and name ~= "body" then
       local hint = HINTS[name]
       return nil, who .. ": unknown phase function '" .. tostring(name) .. "'"
                   .. (hint and (" (sluice calls it '" .. hint .. "')") or "")
@@ -357,8 +364,20 @@ function M.load(spec)
     end
   end
   local body = f.body or {}
-  base.body_request = body.request == true or f.request_body ~= nil
-  base.body_response = body.response == true or f.response_body ~= nil
+  if type(body) == "function" then
+    -- What the plugin needs depends on its config (a transform with
+    -- nothing to do on one side need not buffer that side's bodies): the
+    -- answer alone counts, whatever hooks the plugin has.
+    ok, body, msg = run(body, load_limits(spec), conf)
+    if not ok then return nil, tostring(msg) .. " (in body)" end
+    local e = check_body(spec.file .. ": plugin '" .. f.name .. "'", body)
+    if e then return nil, e .. " (returned by body(conf))" end
+    base.body_request = body.request == true
+    base.body_response = body.response == true
+  else
+    base.body_request = body.request == true or f.request_body ~= nil
+    base.body_response = body.response == true or f.response_body ~= nil
+  end
   limits = { timeout_ms = spec.timeout_ms, memory_limit_mb = spec.memory_limit_mb }
   -- The C host checks the heap at return itself (it knows the heap's
   -- size without asking the VM) and calls check_memory() when it is over.

@@ -7,7 +7,8 @@
 #   make run        install what is missing, build, start sluice on conf/sluice.yaml
 #                   in front of the bundled demo origin
 #   make test       install, build (release, ASan+UBSan, libsluice.so) and run every spec
-#   make bench      wrk + callgrind against sluice and nginx (see docs/BENCHMARKS.md)
+#   make bench      wrk + callgrind: sluice against nginx, then plugin costs against
+#                   nginx+Lua and HAProxy+Lua (see docs/BENCHMARKS.md)
 #   make install PREFIX=/usr/local
 #                   also installs sluice_plugin.h and sluice-plugin.pc, for
 #                   native plugins built out of tree (docs/PLUGINS.md)
@@ -193,7 +194,7 @@ test: deps-test
 
 bench: deps-bench $(BENCH_SO)
 	@$(MAKE) --no-print-directory all
-	@spec/bench/run.sh
+	@rc=0; spec/bench/run.sh || rc=1; spec/bench/plugins.sh || rc=1; exit $$rc
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sluice/conf

@@ -26,7 +26,9 @@
 # Exit status: 0 when everything ran (targets met or not: a benchmark, not a
 # test); 1 when something failed to run or a proxy misbehaved. Tunables as in
 # run.sh (BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNS, BENCH_N1, BENCH_N2,
-# BENCH_WARMUP, BENCH_PIN), plus BENCH_VARIANTS="a b ..." to measure a subset.
+# BENCH_WARMUP, BENCH_PIN, BENCH_SLUICE), plus BENCH_VARIANTS="a b ..." to
+# measure a subset and BENCH_NATIVE_DIR=dir to take native plugins (NAME.so)
+# from dir first.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,12 +54,18 @@ declare -A BASE=([sluice-lua]=sluice-plain [sluice-native]=sluice-plain
 
 # --- configurations ------------------------------------------------------------
 
-# native_so NAME: a native plugin, wherever make put it.
+# native_so NAME: a native plugin (its absolute path), wherever make put it:
+# $BENCH_NATIVE_DIR first when set, then next to the binary measured (make
+# BUILD=dir builds bench.so into dir/bench-native, the bundled plugins into
+# dir/plugins-native), then build/.
 native_so() {
-    local f
-    for f in "$ROOT/plugins-native/$1.so" "$ROOT/build/plugins-native/$1.so" \
-             "$ROOT/build/spec/bench/$1.so"; do
-        [[ -f $f ]] && { echo "$f"; return 0; }
+    local f bin_dir
+    bin_dir=$(dirname "$SLUICE_SRC")
+    for f in ${BENCH_NATIVE_DIR:+"$BENCH_NATIVE_DIR/$1.so"} \
+             "$bin_dir/bench-native/$1.so" "$bin_dir/plugins-native/$1.so" \
+             "$ROOT/build/bench-native/$1.so" "$ROOT/build/plugins-native/$1.so" \
+             "$ROOT/plugins-native/$1.so"; do
+        [[ -f $f ]] && { realpath "$f"; return 0; }
     done
     return 1
 }
@@ -344,32 +352,7 @@ summary() {
 
 # --- main --------------------------------------------------------------------
 
-trap cleanup EXIT
-trap 'warn "interrupted"; exit 1' INT TERM
-
-for tool in wrk nginx haproxy valgrind strace python3 taskset timeout luajit; do
-    command -v "$tool" >/dev/null || die "$tool is not installed (make deps-bench installs the bench tools)"
-done
-[[ -x $SLUICE_SRC && -x $ORIGIN_SRC ]] || die "build/sluice or build/sluice-origin missing: run make all"
-((N2 > N1)) || die "BENCH_N2 ($N2) must be larger than BENCH_N1 ($N1)"
-if [[ $PIN == auto ]]; then
-    PIN=0
-    (($(nproc) >= 2)) && taskset -c 0,1 true 2>/dev/null && PIN=1
-fi
-if [[ $PIN == 1 ]]; then
-    PIN0=(taskset -c 0)
-    PIN1=(taskset -c 1)
-fi
-
-OUT=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-plugins.XXXXXX") || die "cannot make a temp dir"
-mkdir -p "$OUT/bin"
-SLUICE=$OUT/bin/sluice
-ORIGIN=$OUT/bin/sluice-origin
-cp "$SLUICE_SRC" "$SLUICE" || die "cannot copy $SLUICE_SRC"
-cp "$ORIGIN_SRC" "$ORIGIN" || die "cannot copy $ORIGIN_SRC"
-# The copied binary is not next to lua/ any more.
-export SLUICE_LUA_PATH=$ROOT/lua
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+setup sluice-bench-plugins wrk nginx haproxy valgrind strace python3 taskset timeout luajit
 START=$SECONDS
 write_chain_plugins
 

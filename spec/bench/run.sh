@@ -570,35 +570,44 @@ summary() {
 
 # --- main --------------------------------------------------------------------
 
-# Sourced (to try a function by hand): define everything, run nothing.
+# setup TMPNAME TOOL...: what every benchmark script does first: the tools are
+# there, the binaries exist, CPUs are chosen, and OUT is a private temp dir
+# holding copies of the binaries (SLUICE, ORIGIN) that are measured.
+setup() {
+    local name=$1 tool
+    shift
+    trap cleanup EXIT
+    trap 'warn "interrupted"; exit 1' INT TERM
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "$tool is not installed (make deps-bench installs the bench tools)"
+    done
+    [[ -x $SLUICE_SRC && -x $ORIGIN_SRC ]] || die "build/sluice or build/sluice-origin missing: run make all"
+    ((N2 > N1)) || die "BENCH_N2 ($N2) must be larger than BENCH_N1 ($N1)"
+    if [[ $PIN == auto ]]; then
+        PIN=0
+        (($(nproc) >= 2)) && taskset -c 0,1 true 2>/dev/null && PIN=1
+    fi
+    if [[ $PIN == 1 ]]; then
+        PIN0=(taskset -c 0)
+        PIN1=(taskset -c 1)
+    fi
+    OUT=$(mktemp -d "${TMPDIR:-/tmp}/$name.XXXXXX") || die "cannot make a temp dir"
+    mkdir -p "$OUT/bin"
+    SLUICE=$OUT/bin/sluice
+    ORIGIN=$OUT/bin/sluice-origin
+    cp "$SLUICE_SRC" "$SLUICE" || die "cannot copy $SLUICE_SRC"
+    cp "$ORIGIN_SRC" "$ORIGIN" || die "cannot copy $ORIGIN_SRC"
+    # The copied binary is not next to lua/ any more.
+    export SLUICE_LUA_PATH=$ROOT/lua
+    LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+}
+
+# Sourced (to try a function by hand, or by plugins.sh): define everything,
+# run nothing.
 [[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
 
-trap cleanup EXIT
-trap 'warn "interrupted"; exit 1' INT TERM
-
-for tool in wrk nginx valgrind callgrind_annotate strace python3 taskset timeout; do
-    command -v "$tool" >/dev/null || die "$tool is not installed (make deps-bench installs the bench tools)"
-done
-[[ -x $SLUICE_SRC && -x $ORIGIN_SRC ]] || die "build/sluice or build/sluice-origin missing: run make all"
-((N2 > N1)) || die "BENCH_N2 ($N2) must be larger than BENCH_N1 ($N1)"
-
-if [[ $PIN == auto ]]; then
-    PIN=0
-    (($(nproc) >= 2)) && taskset -c 0,1 true 2>/dev/null && PIN=1
-fi
-if [[ $PIN == 1 ]]; then
-    PIN0=(taskset -c 0)
-    PIN1=(taskset -c 1)
-fi
-
-OUT=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX") || die "cannot make a temp dir"
-mkdir -p "$OUT/bin"
-SLUICE=$OUT/bin/sluice
-ORIGIN=$OUT/bin/sluice-origin
-cp "$SLUICE_SRC" "$SLUICE" || die "cannot copy $SLUICE_SRC"
-cp "$ORIGIN_SRC" "$ORIGIN" || die "cannot copy $ORIGIN_SRC"
+setup sluice-bench wrk nginx valgrind callgrind_annotate strace python3 taskset timeout
 BUILT=$(date -u -r "$SLUICE_SRC" '+%Y-%m-%d %H:%M UTC')
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 START=$SECONDS
 
 start_origin

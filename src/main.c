@@ -16,6 +16,7 @@
 #include "log.h"
 #include "lua_vm.h"
 #include "metrics.h"
+#include "plugin_native.h"
 #include "reload.h"
 #include "watch.h"
 #include "worker.h"
@@ -159,21 +160,27 @@ static int start_workers(struct sl_worker *ws, int n, const struct sl_config *cf
     return 0;
 }
 
-/* One line with the generations and Lua VMs alive and the reload counters
- * (SIGUSR1, and at debug level on exit), so leaks show without a
- * debugger: after reloads settle, at most 1 + workers generations live. */
+/* One line with the generations, Lua VMs and native plugin copies alive
+ * and the reload counters (SIGUSR1, and at debug level on exit), so leaks
+ * show without a debugger: after reloads settle, at most 1 + workers
+ * generations live, and the native copies open are those of the live
+ * generations. */
 static void log_status(enum sl_log_level level)
 {
     struct sl_reload_status st;
-    uint64_t created, closed;
+    uint64_t created, closed, loaded, unloaded;
     sl_reload_get_status(&st);
     sl_lua_vm_counts(&created, &closed);
+    sl_native_counts(&loaded, &unloaded);
     SL_LOG(level, "sluice: status: generation %llu; generations live %zu; Lua VMs open %llu, "
-           "created %llu, closed %llu; reloads ok %llu, failed %llu, unchanged %llu",
+           "created %llu, closed %llu; native copies open %llu, loaded %llu, unloaded %llu; "
+           "reloads ok %llu, failed %llu, unchanged %llu",
            (unsigned long long)st.generation, sl_gen_live_count(),
            (unsigned long long)(created - closed), (unsigned long long)created,
-           (unsigned long long)closed, (unsigned long long)st.ok,
-           (unsigned long long)st.failed, (unsigned long long)st.unchanged);
+           (unsigned long long)closed, (unsigned long long)(loaded - unloaded),
+           (unsigned long long)loaded, (unsigned long long)unloaded,
+           (unsigned long long)st.ok, (unsigned long long)st.failed,
+           (unsigned long long)st.unchanged);
 }
 
 static void block_signals(sigset_t *set)

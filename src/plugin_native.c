@@ -66,6 +66,9 @@ struct sl_plugin_state {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct module *modules;
 static char copy_dir[PATH_MAX];
+/* Copies dlopen'd, and those whose dlclose really unmapped them (checked
+ * with RTLD_NOLOAD), since start; under lock. */
+static uint64_t copies_loaded, copies_unloaded;
 
 /* --- private copies -------------------------------------------------------------- */
 
@@ -108,6 +111,7 @@ static int ensure_copy_dir(char *err, size_t errlen)
     if (!registered && atexit(remove_copies) == 0)
         registered = true;
     memcpy(copy_dir, dir, sizeof copy_dir);
+    SL_DEBUG("sluice: native plugin copies go to %s", copy_dir);
     return 0;
 }
 
@@ -151,10 +155,35 @@ static int write_copy(struct module *m, const char *bytes, size_t len, char *err
 
 /* --- the registry --------------------------------------------------------------- */
 
+/* Closes the copy and checks that the image is gone: glibc keeps an
+ * object mapped past its last dlclose when it is marked NODELETE (a
+ * plugin with STB_GNU_UNIQUE symbols, typically C++ inline statics, or
+ * one that dlopens itself with RTLD_NODELETE). Such a copy is reported
+ * once and not counted as unloaded, so the status line shows it open.
+ * The check needs the file (RTLD_NOLOAD matches by name, then by inode):
+ * before unlink. */
+static void module_unload(struct module *m)
+{
+    if (dlclose(m->handle) != 0) {
+        const char *why = dlerror();
+        SL_WARN("plugin %s: dlclose failed: %s", m->copy, why ? why : "?");
+        return;
+    }
+    void *still = dlopen(m->copy, RTLD_NOW | RTLD_NOLOAD);
+    if (still != NULL) {
+        dlclose(still);
+        SL_WARN("plugin %s: still mapped after its last dlclose (a NODELETE object: "
+                "unique symbols?); its code stays in memory until exit", m->copy);
+        return;
+    }
+    copies_unloaded++;
+    SL_DEBUG("plugin %s: unloaded", m->copy);
+}
+
 static void module_free(struct module *m)
 {
     if (m->handle != NULL)
-        dlclose(m->handle);
+        module_unload(m);
     unlink(m->copy);
     free(m);
 }
@@ -168,6 +197,8 @@ static int module_open(struct module *m, char *err, size_t errlen)
         snprintf(err, errlen, "cannot load: %s", why ? why : "dlopen failed");
         return -1;
     }
+    copies_loaded++;
+    SL_DEBUG("plugin %s: loaded", m->copy);
     entry_fn entry;
     void *sym = dlsym(m->handle, ENTRY);
     if (sym == NULL) {
@@ -260,6 +291,14 @@ size_t sl_native_loaded_count(void)
         n++;
     pthread_mutex_unlock(&lock);
     return n;
+}
+
+void sl_native_counts(uint64_t *loaded, uint64_t *unloaded)
+{
+    pthread_mutex_lock(&lock);
+    *loaded = copies_loaded;
+    *unloaded = copies_unloaded;
+    pthread_mutex_unlock(&lock);
 }
 
 const char *sl_native_copy_dir(void)
@@ -572,29 +611,11 @@ static int keep_state(struct sl_plugin *p, struct sl_conn *c, struct sl_plugin_s
     return 0;
 }
 
-static int native_call(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c, char *err,
-                       size_t errlen, bool *budget)
+/* What a hook's result other than SLUICE_CONTINUE means for the chain.
+ * Apart from the hot path: a hook that goes on is the common case. */
+static int hook_result(enum sl_phase phase, struct sl_conn *c, int rc, char *err, size_t errlen)
 {
-    struct native_impl *im = p->impl;
-    sluice_hook_fn fn = im->hooks[phase];
-    void *wstate;
-    *budget = false;
-    if (fn == NULL)
-        return SL_ACTION_CONTINUE;
-    if (worker_state(p, c, &wstate, err, errlen) < 0)
-        return SL_ACTION_ERROR;
-    struct sl_plugin_state *s = state_of(c, p);
-    void *before = s ? s->value : NULL, *state = before;
-    struct sluice_req req = { .c = c, .p = p, .err = err, .errlen = errlen };
-    err[0] = '\0';
-    int rc = fn(&req, im->instance, wstate, &state);
-    if (state != before && keep_state(p, c, s, state, wstate) < 0) {
-        snprintf(err, errlen, "out of memory (keeping the request's state)");
-        return SL_ACTION_ERROR;
-    }
     switch (rc) {
-    case SLUICE_CONTINUE:
-        return SL_ACTION_CONTINUE;
     case SLUICE_RESPOND:
         if (phase != SL_PHASE_LOG && c->req.local_status == 0) {
             snprintf(err, errlen, "the hook returned SLUICE_RESPOND without a local reply "
@@ -610,6 +631,31 @@ static int native_call(struct sl_plugin *p, enum sl_phase phase, struct sl_conn 
         snprintf(err, errlen, "the hook returned %d, not a sluice_action", rc);
         return SL_ACTION_ERROR;
     }
+}
+
+/* The hot path of every native hook (spec/bench/plugins.sh measures it):
+ * no worker state to look up for plugins without worker_init. */
+static int native_call(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c, char *err,
+                       size_t errlen, bool *budget)
+{
+    struct native_impl *im = p->impl;
+    sluice_hook_fn fn = im->hooks[phase];
+    void *wstate = NULL;
+    *budget = false;
+    if (fn == NULL)
+        return SL_ACTION_CONTINUE;
+    if (im->mod->desc.worker_init != NULL && worker_state(p, c, &wstate, err, errlen) < 0)
+        return SL_ACTION_ERROR;
+    struct sl_plugin_state *s = state_of(c, p);
+    void *before = s ? s->value : NULL, *state = before;
+    struct sluice_req req = { .c = c, .p = p, .err = err, .errlen = errlen };
+    err[0] = '\0';
+    int rc = fn(&req, im->instance, wstate, &state);
+    if (state != before && keep_state(p, c, s, state, wstate) < 0) {
+        snprintf(err, errlen, "out of memory (keeping the request's state)");
+        return SL_ACTION_ERROR;
+    }
+    return rc == SLUICE_CONTINUE ? SL_ACTION_CONTINUE : hook_result(phase, c, rc, err, errlen);
 }
 
 /* The request's state goes to request_free (arena memory needs nothing). */

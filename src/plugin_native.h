@@ -15,6 +15,7 @@
 #define SL_PLUGIN_NATIVE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config-t.h"
 #include "plugin.h"
@@ -48,6 +49,14 @@ int sl_native_plugin_load(const struct sl_plugin_conf *conf, const char *path,
 
 /* The number of distinct plugin copies loaded now (for leak checks). */
 size_t sl_native_loaded_count(void);
+
+/* Since start: *loaded, the private copies dlopen'd (one per distinct
+ * content at a time, also those refused after opening: ABI mismatch, bad
+ * descriptor); *unloaded, those closed again whose image dlclose really
+ * unmapped (checked with RTLD_NOLOAD; a NODELETE object is logged and not
+ * counted). loaded - unloaded is the number mapped now, for the SIGUSR1
+ * status line and leak checks. Thread-safe. */
+void sl_native_counts(uint64_t *loaded, uint64_t *unloaded);
 
 /* The directory holding this process's private copies (borrowed), or ""
  * before the first native plugin loaded. */

@@ -67,19 +67,25 @@ function R.reload(proxy, content)
 end
 
 local STATUS = "sluice: status: generation (%d+); generations live (%d+); Lua VMs open (%d+), "
-  .. "created (%d+), closed (%d+); reloads ok (%d+), failed (%d+), unchanged (%d+)"
+  .. "created (%d+), closed (%d+);"
+local NATIVE = "; native copies open (%d+), loaded (%d+), unloaded (%d+);"
+local RELOADS = "; reloads ok (%d+), failed (%d+), unchanged (%d+)"
 
 local function parse_status(line)
-  local g, live, open, created, closed, ok, failed, same = line:match(STATUS)
-  if not g then return nil end
+  local g, live, open, created, closed = line:match(STATUS)
+  local ok, failed, same = line:match(RELOADS)
+  if not g or not ok then return nil end
+  local nopen, nloaded, nunloaded = line:match(NATIVE)
   return { generation = tonumber(g), live = tonumber(live), vms_open = tonumber(open),
-           vms_created = tonumber(created), vms_closed = tonumber(closed), ok = tonumber(ok),
+           vms_created = tonumber(created), vms_closed = tonumber(closed),
+           native_open = tonumber(nopen), native_loaded = tonumber(nloaded),
+           native_unloaded = tonumber(nunloaded), ok = tonumber(ok),
            failed = tonumber(failed), unchanged = tonumber(same) }
 end
 
 --- R.last_status(text) -> the last status line in text, parsed:
--- { generation, live, vms_open, vms_created, vms_closed, ok, failed,
--- unchanged }, or nil.
+-- { generation, live, vms_open, vms_created, vms_closed, native_open,
+-- native_loaded, native_unloaded, ok, failed, unchanged }, or nil.
 function R.last_status(text)
   local last
   for line in text:gmatch("[^\n]+") do
@@ -105,5 +111,52 @@ end
 
 --- R.esc(s) -> s with Lua pattern magic characters escaped.
 function R.esc(s) return (s:gsub("%p", "%%%0")) end
+
+--- R.sh(cmd): runs a shell command, failing with its output unless it
+-- exits 0.
+function R.sh(cmd)
+  local code, out = h.run(cmd)
+  assert(code == 0, cmd .. ": " .. out)
+end
+
+--- R.fixtures_native() -> the directory of the built native fixtures:
+-- fixtures-native/ next to $SLUICE_LIB (make puts both in $(BUILD)).
+function R.fixtures_native()
+  local root = os.getenv("PWD")
+  local build = (os.getenv("SLUICE_LIB") or "build/libsluice.so"):match("^(.*)/[^/]+$") or "build"
+  if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
+  return build .. "/fixtures-native"
+end
+
+--- R.install(src, dst): copies src over dst the way a build or an editor
+-- saves: into a hidden temporary file next to dst, renamed over it.
+function R.install(src, dst)
+  local dir, base = dst:match("^(.*)/([^/]+)$")
+  local tmp = dir .. "/." .. base .. ".tmp"
+  R.sh("cp " .. h.quote(src) .. " " .. h.quote(tmp) .. " && mv -f " .. h.quote(tmp) .. " "
+    .. h.quote(dst))
+end
+
+--- R.sha256(path) -> the file's SHA-256 in hex.
+function R.sha256(path)
+  local code, out = h.run("sha256sum " .. h.quote(path))
+  assert(code == 0, out)
+  return (out:match("^(%x+)"))
+end
+
+--- R.mapped(pid, needle) -> how many distinct files whose path contains
+-- needle (plain) the process has mapped (/proc/PID/maps; an unlinked
+-- file shows with " (deleted)"), and their paths.
+function R.mapped(pid, needle)
+  local seen, paths = {}, {}
+  for line in (h.read_file("/proc/" .. pid .. "/maps") or ""):gmatch("[^\n]+") do
+    local path = line:match("^%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+(/.*)$")
+    if path and path:find(needle, 1, true) and not seen[path] then
+      seen[path] = true
+      paths[#paths + 1] = path
+    end
+  end
+  return #paths, paths
+end
 
 return R

@@ -138,6 +138,18 @@ $(BUILD)/fixtures-native/%.so: spec/fixtures/native/%.c
 	@mkdir -p $(@D)
 	$(CC) $(PLUGIN_CFLAGS) -MMD -MP $(PLUGIN_LDFLAGS) -o $@ $<
 
+# One source built once per version: builds of "vtag" that differ as a
+# rebuilt plugin does, for the reload specs (spec/e2e/reload_native_spec.lua);
+# version 3 is linked NODELETE, a copy dlclose cannot unmap.
+VTAG_SOS       := $(patsubst %,$(BUILD)/fixtures-native/vtag-%.so,1 2 3)
+native: $(VTAG_SOS)
+
+$(BUILD)/fixtures-native/vtag-3.so: VTAG_EXTRA = -Wl,-z,nodelete
+
+$(BUILD)/fixtures-native/vtag-%.so: spec/fixtures/native/versioned/vtag.c
+	@mkdir -p $(@D)
+	$(CC) $(PLUGIN_CFLAGS) -DVERSION=$* -MMD -MP $(PLUGIN_LDFLAGS) $(VTAG_EXTRA) -o $@ $<
+
 # The native benchmark plugin of spec/bench/plugins.sh (variant sluice-native).
 BENCH_SO       := $(BUILD)/bench-native/bench.so
 

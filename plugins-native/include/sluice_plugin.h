@@ -107,10 +107,11 @@ enum sluice_dict_verdict {
  * the live value of the key in *cur (type SLUICE_DICT_NIL when absent; a
  * string borrowed until the callback returns). *next starts as a copy of
  * *cur and *ttl_ms as the key's remaining time to live in milliseconds
- * (0: none); a string stored in *next must stay valid until the callback
- * returns. It must be short, must not block and must not call any host
- * function (a dictionary function would deadlock). Returns an enum
- * sluice_dict_verdict. */
+ * (0: none). A string stored in *next is copied after the callback
+ * returns, before dict_update does: keep it in memory that lives that long
+ * (arg's, not the callback's stack). It must be short, must not block and
+ * must not call any host function (a dictionary function would deadlock).
+ * Returns an enum sluice_dict_verdict. */
 typedef int (*sluice_dict_update_fn)(void *arg, const struct sluice_dict_value *cur,
                                      struct sluice_dict_value *next, int64_t *ttl_ms);
 

@@ -343,6 +343,16 @@ summary() {
             printf '%-16s %14s %16s %12s\n' "$v" "${RES[ir.$v]:--}" "$added" "${RES[rps.$v]:--}"
         done
         say ""
+        say "req/s ratios: sluice-lua / nginx-lua $(ratio "${RES[rps.sluice-lua]:--}" "${RES[rps.nginx-lua]:--}")x" \
+            "(target >= 1.0), sluice-lua / haproxy-lua $(ratio "${RES[rps.sluice-lua]:--}" "${RES[rps.haproxy-lua]:--}")x"
+        # Linearity: what each plugin of a chain adds, from the chain sizes measured.
+        local k per=""
+        for k in 1 5 10; do
+            per+=" K=$k: $(awk -v a="${RES[ir.sluice-chain-$k]:-}" -v b="${RES[ir.sluice-plain]:-}" -v k="$k" 'BEGIN {
+                if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/) print "-"; else printf "%.0f", (a - b) / k }')"
+        done
+        say "chain of K one-hook plugins, instructions added per plugin:$per"
+        say ""
         say "targets: the benchmark plugin adds <= 1,500 instructions/request in Lua (sluice-lua),"
         say "<= 500 native (sluice-native); a chain of K plugins grows linearly in K."
         [[ -n ${BUDGET_OUT:-} ]] && { say ""; say "== budget instrumentation (spec/bench/budget_cost.lua)"; cat "$BUDGET_OUT"; }

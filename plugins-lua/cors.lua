@@ -97,14 +97,19 @@ local function allow_origin(conf, origin)
   return nil
 end
 
--- Adds token to the response's Vary unless it is listed there already.
+-- Adds token to the response's Vary unless it is listed there already, in
+-- any of its Vary fields (an origin may send several).
 local function add_vary(token)
-  local v = resp_get("Vary")
-  if v then
+  local item = "," .. lower(token) .. ","
+  local i = 1
+  local v = resp_get("Vary", 1)
+  while v do
     local lv = lower(v)
     if find(lv, "*", 1, true) then return end
     -- a whole list item, not a part of one
-    if find("," .. gsub(lv, "%s", "") .. ",", "," .. lower(token) .. ",", 1, true) then return end
+    if find("," .. gsub(lv, "%s", "") .. ",", item, 1, true) then return end
+    i = i + 1
+    v = resp_get("Vary", i)
   end
   resp_add("Vary", token)
 end

@@ -88,7 +88,8 @@ local function deny(message)
 end
 
 -- Scans the raw query for argument name. Returns the decoded values found
--- (a list) and the query without those arguments (other bytes untouched).
+-- (a list) and the query without those arguments and without empty ones
+-- ("a=1&&b" -> "a=1&b"); the other arguments are kept byte for byte.
 local function scan_query(q, name)
   local found, kept = {}, {}
   local pos, len = 1, #q

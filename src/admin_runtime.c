@@ -10,7 +10,9 @@
 #include "admin_routes.h"
 #include "config.h"
 #include "gen.h"
+#include "lua_vm.h"
 #include "metrics.h"
+#include "plugin_native.h"
 #include "pool.h"
 #include "reload.h"
 #include "upstream.h"
@@ -75,6 +77,33 @@ static void put_reload_status(struct sl_json *j, const struct sl_reload_status *
     sl_json_object_end(j);
 }
 
+/* Lua VMs and native plugin copies: open now, and made/released since
+ * start, so a leak across reloads shows as open growing. */
+static void put_loaded_counts(struct sl_json *j)
+{
+    uint64_t created, closed, loaded, unloaded;
+    sl_lua_vm_counts(&created, &closed);
+    sl_native_counts(&loaded, &unloaded);
+    sl_json_key(j, "lua_vms");
+    sl_json_object_begin(j);
+    sl_json_key(j, "open");
+    sl_json_uint(j, created - closed);
+    sl_json_key(j, "created");
+    sl_json_uint(j, created);
+    sl_json_key(j, "closed");
+    sl_json_uint(j, closed);
+    sl_json_object_end(j);
+    sl_json_key(j, "native_copies");
+    sl_json_object_begin(j);
+    sl_json_key(j, "open");
+    sl_json_uint(j, loaded - unloaded);
+    sl_json_key(j, "loaded");
+    sl_json_uint(j, loaded);
+    sl_json_key(j, "unloaded");
+    sl_json_uint(j, unloaded);
+    sl_json_object_end(j);
+}
+
 void sl_admin_get_status(const struct sl_admin_req *rq, struct sl_admin_resp *rs)
 {
     (void)rq;
@@ -103,6 +132,7 @@ void sl_admin_get_status(const struct sl_admin_req *rq, struct sl_admin_resp *rs
     sl_json_uint(&j, sl_gen_live_count());
     sl_json_key(&j, "draining");
     sl_json_bool(&j, sl_admin_is_draining());
+    put_loaded_counts(&j);
     put_reload_status(&j, &st);
     sl_json_object_end(&j);
     sl_gen_unref(g);

@@ -356,6 +356,16 @@ describe("the admin API", function()
       assert.equals(json.null, s.reloads.last.error)
       assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", s.reloads.last.at)
     end)
+
+    it("counts the Lua VMs and native copies open, made and released", function()
+      assert.equals(200, get_proxy(env).status)   -- a worker opens its VM for the plugin
+      local s = call(env, "GET", "/admin/status").json
+      assert.is_true(s.lua_vms.created >= 1)
+      assert.is_true(s.lua_vms.open >= 1)
+      assert.equals(s.lua_vms.created - s.lua_vms.closed, s.lua_vms.open)
+      -- This configuration has no native plugin.
+      assert.same({ open = 0, loaded = 0, unloaded = 0 }, s.native_copies)
+    end)
   end)
 
   describe("GET /admin/plugins", function()

@@ -79,8 +79,13 @@ void sl_metrics_gen_detach(struct sl_gen *g);
  * attempt used (new or reused) and that attempt's time to first byte
  * (c->req.up_start_us to up_first_byte_us). Writes the worker's row, no
  * lock: with connects and failures, the only metrics call on a request's
- * path. Does nothing before the request pinned a generation. */
+ * path. The request must have a head (and so a pinned generation). */
 void sl_metrics_request_done(const struct sl_conn *c, int64_t now_us);
+
+/* Counts a request the proxy refused before its head was complete (400,
+ * 408, 414, 431: c->req.status) under route "none" and method "other",
+ * on the worker's current generation; no latency is observed. */
+void sl_metrics_request_refused(const struct sl_conn *c);
 
 /* The counting of sl_metrics_request_done by indices, for specs and
  * native hosts: route is the index in g->cfg->routes (>= nroutes: no

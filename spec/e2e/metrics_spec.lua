@@ -13,12 +13,15 @@ local prom = require "spec.support.prometheus"
 local METERED = [[
 local sluice = require "sluice"
 local seen = sluice.metrics.counter("seen", "Requests the metered plugin saw.")
+local store = sluice.shared.dict("store")
 local sizes = sluice.metrics.histogram("path_length", "Length of request paths.", { 2, 8, 32 })
 return {
   name = "metered", version = "1.0", priority = 10,
   request_headers = function()
     seen:inc()
     sizes:observe(#sluice.request.get_path())
+    local n = sluice.request.get_header("X-Store")
+    if n then assert(store:set("k" .. n, ("x"):rep(1000))) end
   end,
   log = function() end,
 }
@@ -48,6 +51,7 @@ describe("GET /metrics", function()
       "  - {path: /app, upstream: app}",
       "  - {path: /dead, upstream: dead}",
       "plugin_paths: [" .. cfg_path:match("^(.*)/") .. "]",
+      "shared_dicts: {store: {size: 8k}}",
       "plugins: [metered]",
     }, "\n") .. "\n"
   end
@@ -81,12 +85,30 @@ describe("GET /metrics", function()
     return prom.parse(resp.body), resp
   end
 
-  local function get(path, conn)
+  -- A worker counts a request once its response is out, so a scrape made
+  -- right after reading a response can come a moment early: scrape until
+  -- ready(fams) holds, for up to 3 s (the last scrape is returned anyway,
+  -- for the assertions to report).
+  local function scrape_when(ready)
+    local last
+    h.wait_until(function()
+      last = scrape()
+      return ready(last)
+    end, 3)
+    return last
+  end
+
+  -- The delta of a sample between two scrapes (absent counts as 0).
+  local function delta(after, before, name, labels)
+    return (prom.value(after, name, labels) or 0) - (prom.value(before, name, labels) or 0)
+  end
+
+  local function get(path, conn, headers)
     if conn then
-      assert(conn:send(h.build_request("GET", path)))
+      assert(conn:send(h.build_request("GET", path, headers)))
       return assert(conn:read_response())
     end
-    return assert(h.get(port, path))
+    return assert(h.get(port, path, headers))
   end
 
   it("answers text/plain in format 0.0.4 that a strict parser accepts", function()
@@ -106,15 +128,17 @@ describe("GET /metrics", function()
     for i = 1, N do
       assert.equals(200, get("/app/name", conns[i % 4 + 1]).status)
     end
-    local after = scrape()
     local l = { route = "/app", method = "GET", status = "2xx" }
-    assert.equals(N, prom.value(after, "sluice_requests_total", l)
-                     - (prom.value(before, "sluice_requests_total", l) or 0))
+    local b = { upstream = "app", backend = "127.0.0.1:" .. origin.port }
+    local after = scrape_when(function(f)
+      return delta(f, before, "sluice_requests_total", l) >= N
+         and delta(f, before, "sluice_upstream_response_duration_seconds_count", b) >= N
+    end)
+    assert.equals(N, delta(after, before, "sluice_requests_total", l))
     local function count(f)
       return prom.value(f, "sluice_request_duration_seconds_count", { route = "/app" }) or 0
     end
     assert.equals(N, count(after) - count(before))
-    local b = { upstream = "app", backend = "127.0.0.1:" .. origin.port }
     local function attempts(f) return prom.sum(f, "sluice_upstream_requests_total", b) end
     assert.equals(N, attempts(after) - attempts(before))
     local function first(f)
@@ -130,32 +154,38 @@ describe("GET /metrics", function()
   it("counts a request no route matches on route none, and its 404", function()
     local before = scrape()
     assert.equals(404, get("/nowhere").status)
-    local after = scrape()
     local l = { route = "none", method = "GET", status = "4xx" }
-    assert.equals(1, prom.value(after, "sluice_requests_total", l)
-                     - (prom.value(before, "sluice_requests_total", l) or 0))
+    local after = scrape_when(function(f) return delta(f, before, "sluice_requests_total", l) >= 1 end)
+    assert.equals(1, delta(after, before, "sluice_requests_total", l))
+  end)
+
+  it("counts a request refused before its head was whole on route none, method other", function()
+    local before = scrape()
+    local resp = assert(h.request(port, "GET / HTTP/1.1\r\nHost: x\r\nNo Colon Here\r\n\r\n"))
+    assert.equals(400, resp.status)
+    local l = { route = "none", method = "other", status = "4xx" }
+    local after = scrape_when(function(f) return delta(f, before, "sluice_requests_total", l) >= 1 end)
+    assert.equals(1, delta(after, before, "sluice_requests_total", l))
   end)
 
   it("counts a 502 from a dead backend on its route and as a connect error", function()
     local before = scrape()
     assert.equals(502, get("/dead/x").status)
-    local after = scrape()
     local l = { route = "/dead", method = "GET", status = "5xx" }
-    assert.equals(1, prom.value(after, "sluice_requests_total", l)
-                     - (prom.value(before, "sluice_requests_total", l) or 0))
     local e = { upstream = "dead", backend = "127.0.0.1:" .. dead_port, kind = "connect_refused" }
-    assert.equals(1, prom.value(after, "sluice_upstream_errors_total", e)
-                     - (prom.value(before, "sluice_upstream_errors_total", e) or 0))
+    local after = scrape_when(function(f) return delta(f, before, "sluice_requests_total", l) >= 1 end)
+    assert.equals(1, delta(after, before, "sluice_requests_total", l))
+    assert.equals(1, delta(after, before, "sluice_upstream_errors_total", e))
   end)
 
   it("counts each plugin phase call and the plugin's own metrics once per request", function()
     local before = scrape()
     for _ = 1, 5 do get("/app/name") end
     get("/nowhere")
-    local after = scrape()
-    local function d(name, labels)
-      return (prom.value(after, name, labels) or 0) - (prom.value(before, name, labels) or 0)
-    end
+    local after = scrape_when(function(f)
+      return delta(f, before, "sluice_plugin_calls_total", { plugin = "metered", phase = "log" }) >= 6
+    end)
+    local function d(name, labels) return delta(after, before, name, labels) end
     -- a request no route takes skips the request phases; log runs for all
     for phase, n in pairs { request_headers = 5, log = 6 } do
       local l = { plugin = "metered", phase = phase }
@@ -171,6 +201,26 @@ describe("GET /metrics", function()
     assert.equals(0, d("sluice_plugin_metered_path_length_bucket", { le = "8" }))
     assert.equals(5, d("sluice_plugin_metered_path_length_bucket", { le = "32" }))
     assert.equals(45, d("sluice_plugin_metered_path_length_sum", {}))
+  end)
+
+  it("shows a shared dict's bytes, entries and evictions", function()
+    local before = scrape()
+    local d = { dict = "store" }
+    assert.equals(8192, prom.value(before, "sluice_shared_dict_capacity_bytes", d))
+    assert.equals("gauge", before.sluice_shared_dict_used_bytes.type)
+    assert.equals("counter", before.sluice_shared_dict_evictions_total.type)
+    -- 100 entries of over 1000 bytes cannot all stay in 8 KiB
+    for i = 1, 100 do
+      assert.equals(200, get("/app/name", nil, { { "X-Store", tostring(i) } }).status)
+    end
+    local after = scrape()
+    local used = prom.value(after, "sluice_shared_dict_used_bytes", d)
+    assert.is_true(used > 0 and used <= 8192, "used " .. tostring(used))
+    local entries = prom.value(after, "sluice_shared_dict_entries", d)
+    assert.is_true(entries > 0 and entries < 100, "entries " .. tostring(entries))
+    assert.equals(100 - entries, prom.value(after, "sluice_shared_dict_evictions_total", d)
+                                 - prom.value(before, "sluice_shared_dict_evictions_total", d)
+                                 - (prom.value(before, "sluice_shared_dict_entries", d) or 0))
   end)
 
   it("shows open client connections in sluice_connections_active", function()
@@ -194,8 +244,10 @@ describe("GET /metrics", function()
   end)
 
   it("keeps counting across a reload, and counts the reload", function()
+    local l = { route = "/app", method = "GET", status = "2xx" }
+    local start = scrape()
     for _ = 1, 3 do get("/app/name") end
-    local before = scrape()
+    local before = scrape_when(function(f) return delta(f, start, "sluice_requests_total", l) >= 3 end)
     local gen = prom.value(before, "sluice_config_generation", {})
     -- a change, so the reload builds a new generation
     write(cfg_path, config() .. "timeouts: {keepalive: 59s}\n")
@@ -204,10 +256,8 @@ describe("GET /metrics", function()
       return prom.value(scrape(), "sluice_config_generation", {}) ~= gen
     end), "the reload did not publish a generation")
     for _ = 1, 3 do get("/app/name") end
-    local after = scrape()
-    local l = { route = "/app", method = "GET", status = "2xx" }
-    assert.equals(3, prom.value(after, "sluice_requests_total", l)
-                     - prom.value(before, "sluice_requests_total", l))
+    local after = scrape_when(function(f) return delta(f, before, "sluice_requests_total", l) >= 3 end)
+    assert.equals(3, delta(after, before, "sluice_requests_total", l))
     assert.equals(3, prom.value(after, "sluice_plugin_metered_seen_total", {})
                      - prom.value(before, "sluice_plugin_metered_seen_total", {}))
     assert.equals(3, prom.value(after, "sluice_plugin_calls_total",

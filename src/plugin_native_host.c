@@ -11,8 +11,10 @@
 #include "conn.h"
 #include "log.h"
 #include "lua_ffi.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "shdict.h"
+#include "worker.h"
 
 /* The ABI mirrors the core's codes and enums one to one, so the table's
  * functions pass them through untranslated. */
@@ -596,6 +598,49 @@ static int h_set_backend(struct sluice_req *r, const char *address, size_t len)
     return sl_api_set_backend(r->c, address, len);
 }
 
+/* --- the plugin's own metrics ------------------------------------------------------ */
+
+/* Defining is for config time, as Lua's is for load time: only
+ * config_create's error list carries positions (worker_init's does not).
+ * The registry keys a metric by plugin name and metric name, so a reload's
+ * config_create gets the old handle back and the value goes on. */
+static int define_metric(struct sluice_errors *e, const char *fn, enum sl_metric_type type,
+                         const char *name, const char *help, const double *buckets,
+                         size_t nbuckets)
+{
+    char err[256], msg[320];
+    if (e == NULL || !e->positions)
+        return SLUICE_EPHASE;
+    int h = sl_metrics_define(e->pc->name, name, help, type, buckets, nbuckets, err, sizeof err);
+    if (h >= 0)
+        return h;
+    snprintf(msg, sizeof msg, "%s: %s", fn, err);
+    h_conf_error(e, NULL, NULL, msg);
+    return SLUICE_EINVAL;
+}
+
+static int h_metric_counter(struct sluice_errors *e, const char *name, const char *help)
+{
+    return define_metric(e, "metric_counter", SL_METRIC_COUNTER, name, help, NULL, 0);
+}
+
+static int h_metric_histogram(struct sluice_errors *e, const char *name, const char *help,
+                              const double *buckets, size_t nbuckets)
+{
+    return define_metric(e, "metric_histogram", SL_METRIC_HISTOGRAM, name, help, buckets,
+                         buckets != NULL ? nbuckets : 0);
+}
+
+static int h_metric_add(struct sluice_req *r, int metric, double n)
+{
+    return sl_metrics_add(r->c->w->id, metric, n) < 0 ? SLUICE_EINVAL : SLUICE_OK;
+}
+
+static int h_metric_observe(struct sluice_req *r, int metric, double v)
+{
+    return sl_metrics_observe(r->c->w->id, metric, v) < 0 ? SLUICE_EINVAL : SLUICE_OK;
+}
+
 const struct sluice_host sl_native_host = {
     .size = sizeof(struct sluice_host),
     .abi_major = SLUICE_ABI_MAJOR,
@@ -651,4 +696,8 @@ const struct sluice_host sl_native_host = {
     .route = h_route,
     .monotonic_ms = sl_ffi_monotonic_ms,
     .dict_update = h_dict_update,
+    .metric_counter = h_metric_counter,
+    .metric_histogram = h_metric_histogram,
+    .metric_add = h_metric_add,
+    .metric_observe = h_metric_observe,
 };

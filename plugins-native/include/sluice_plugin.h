@@ -54,7 +54,7 @@ extern "C" {
 #endif
 
 #define SLUICE_ABI_MAJOR 1
-#define SLUICE_ABI_MINOR 2
+#define SLUICE_ABI_MINOR 3
 
 /* A borrowed string: len bytes at p, not NUL-terminated. */
 struct sluice_str {
@@ -414,6 +414,49 @@ struct sluice_host {
      * bad key, verdict, value or negative time to live. */
     int (*dict_update)(struct sluice_dict *d, const char *key, size_t klen,
                        sluice_dict_update_fn fn, void *arg);
+
+    /* --- ABI 1.3: check SLUICE_HOST_HAS(host, metric_observe) --------------------
+     * The plugin's own Prometheus metrics, served with sluice's on GET
+     * /metrics (docs/METRICS.md), the same as Lua's sluice.metrics: defined
+     * in config_create, updated from hooks. A metric is keyed by its full
+     * name, so every instance of the plugin and every reload that defines
+     * it again gets the same metric back, and its value goes on. No labels:
+     * define one metric per outcome. */
+
+    /* Defines a counter of the plugin, exposed as
+     * sluice_plugin_<plugin>_<name>_total: the plugin's configured name
+     * with '-' as '_', and _total appended unless name ends with it. In
+     * config_create only, with the errs it was given. name (NUL-terminated)
+     * is 1 to 64 letters, digits or '_', not starting with a digit nor
+     * ending in _bucket, _sum or _count; help (NULL: none) at most 1024
+     * bytes of UTF-8 without control characters. A plugin defines at most
+     * 64 metrics. Defining it again returns the same handle and takes the
+     * new help; a name defined before as a histogram, another plugin's or
+     * a built-in metric's is refused. Returns the handle (>= 0): keep it in
+     * the instance for metric_add. On a refusal it reports "metric_counter:
+     * why" with conf_error at the plugin's entry and returns SLUICE_EINVAL
+     * (config_create then returns SLUICE_ERROR: the load, reload or
+     * `sluice -t` fails with that message); SLUICE_EPHASE, reporting
+     * nothing, outside config_create. */
+    int (*metric_counter)(struct sluice_errors *errs, const char *name, const char *help);
+    /* Defines a histogram of the plugin, exposed as
+     * sluice_plugin_<plugin>_<name> (_bucket, _sum, _count); as
+     * metric_counter otherwise ("metric_histogram: why"). buckets: nbuckets
+     * (1 to 32) finite, strictly increasing upper bounds (+Inf is implied),
+     * copied; NULL for the defaults, 0.005 to 10 (seconds). Defining it
+     * again with other buckets, or a name defined before as a counter, is
+     * refused (that change needs a restart). Returns the handle (>= 0) for
+     * metric_observe. */
+    int (*metric_histogram)(struct sluice_errors *errs, const char *name, const char *help,
+                            const double *buckets, size_t nbuckets);
+    /* Adds n (finite, >= 0; fractions too) to the counter metric, in the
+     * request's worker's own cells: a load and a store, no lock, no
+     * allocation. In any hook. SLUICE_EINVAL for a handle that is not a
+     * counter's or a bad n (nothing counted). */
+    int (*metric_add)(struct sluice_req *req, int metric, double n);
+    /* Records v (finite) in the histogram metric, as metric_add does
+     * (SLUICE_EINVAL for a handle that is not a histogram's or a bad v). */
+    int (*metric_observe)(struct sluice_req *req, int metric, double v);
 };
 
 /* Whether the host's table has member (a plugin built against a newer

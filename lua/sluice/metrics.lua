@@ -21,7 +21,7 @@
 local base = require "sluice.base"
 
 local C = base.C
-local fail, arg_error = base.fail, base.arg_error
+local fail = base.fail
 local type, error = type, error
 local huge = math.huge
 
@@ -34,28 +34,35 @@ local bucketbuf = base.new("double[?]", MAX_BUCKETS)
 
 local COUNTER, HISTOGRAM = 0, 1
 
+-- define runs under counter()/histogram(): its errors name the plugin's
+-- line, two levels up.
+local function define_arg_error(fname, n, expected, v)
+  error(fname .. ": bad argument #" .. n .. " (" .. expected .. " expected, got "
+        .. type(v) .. ")", 4)
+end
+
 local function define(fname, kind, name, help, buckets)
   local ph = base.phase
   if ph ~= nil and ph ~= base.INIT then
-    error(fname .. ": only while the plugin loads (its main chunk or init)", 2)
+    error(fname .. ": only while the plugin loads (its main chunk or init)", 3)
   end
-  if type(name) ~= "string" then arg_error(fname, 1, "string", name) end
+  if type(name) ~= "string" then define_arg_error(fname, 1, "string", name) end
   if help == nil then help = "" end
-  if type(help) ~= "string" then arg_error(fname, 2, "string or nil", help) end
+  if type(help) ~= "string" then define_arg_error(fname, 2, "string or nil", help) end
   if name:find("%z") or help:find("%z") then
-    error(fname .. ": names and help text cannot hold a NUL byte", 2)
+    error(fname .. ": names and help text cannot hold a NUL byte", 3)
   end
   local bp, nb = nil, 0
   if buckets ~= nil then
-    if type(buckets) ~= "table" then arg_error(fname, 3, "table or nil", buckets) end
+    if type(buckets) ~= "table" then define_arg_error(fname, 3, "table or nil", buckets) end
     nb = #buckets
     if nb < 1 or nb > MAX_BUCKETS then
-      error(fname .. ": a histogram has 1 to " .. MAX_BUCKETS .. " buckets", 2)
+      error(fname .. ": a histogram has 1 to " .. MAX_BUCKETS .. " buckets", 3)
     end
     for i = 1, nb do
       local b = buckets[i]
       if type(b) ~= "number" then
-        error(fname .. ": bucket " .. i .. " is not a number", 2)
+        error(fname .. ": bucket " .. i .. " is not a number", 3)
       end
       bucketbuf[i - 1] = b
     end
@@ -64,9 +71,9 @@ local function define(fname, kind, name, help, buckets)
   local h = C.sl_ffi_metric_define(base.plugin_name, kind, name, help, bp, nb, errbuf, ERRLEN)
   if h < 0 then
     if h == base.EPHASE then
-      error(fname .. ": only while the plugin loads (its main chunk or init)", 2)
+      error(fname .. ": only while the plugin loads (its main chunk or init)", 3)
     end
-    error(fname .. ": " .. base.string(errbuf), 2)
+    error(fname .. ": " .. base.string(errbuf), 3)
   end
   return h
 end

@@ -395,6 +395,11 @@ return p
       local p, err = harness.load_source("unit-bad", case.code .. "\nreturn { name = 'unit-bad', priority = 1 }")
       assert.is_nil(p)
       assert.truthy(err:find(case.msg, 1, true), err)
+      -- Definition errors point at the plugin's own line, not into the API.
+      if case.code:find("^sluice%.metrics%.[a-z]+%(") and not case.code:find("):", 1, true) then
+        assert.is_nil(err:find("metrics.lua", 1, true), err)
+        assert.truthy(err:find(":1:", 1, true), err)
+      end
     end)
   end
 end)

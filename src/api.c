@@ -162,29 +162,48 @@ int sl_api_header_at(struct sl_conn *c, int side, size_t i, const char **name,
     return SL_API_OK;
 }
 
-int sl_api_header_add(struct sl_conn *c, int side, const char *name, size_t nlen,
-                      const char *value, size_t vlen)
+/* set (replace) or add one field; name_known: the name is a token
+ * already (sl_header_copy_known). */
+static inline int header_change(struct sl_conn *c, int side, const char *name, size_t nlen,
+                                const char *value, size_t vlen, bool replace,
+                                bool name_known)
 {
     if (!side_is_open(c, side))
         return SL_API_EPHASE;
-    if (!sl_is_token(name, nlen) || !sl_is_field_value(value, vlen))
-        return SL_API_EINVAL;
-    return sl_hlist_add(side_list(c, side), &c->arena, name, nlen, value, vlen) < 0
-        ? SL_API_ENOMEM : SL_API_OK;
+    struct sl_header f;
+    int rc = name_known ? sl_header_copy_known(&c->arena, name, nlen, value, vlen, &f)
+                        : sl_header_copy(&c->arena, name, nlen, value, vlen, &f);
+    if (rc < 0)
+        return rc == -2 ? SL_API_EINVAL : SL_API_ENOMEM;
+    struct sl_hlist *l = side_list(c, side);
+    if ((replace && sl_hlist_remove(l, &c->arena, f.name, nlen) < 0) ||
+        sl_hlist_append(l, &c->arena, &f) < 0)
+        return SL_API_ENOMEM;
+    return SL_API_OK;
+}
+
+int sl_api_header_add(struct sl_conn *c, int side, const char *name, size_t nlen,
+                      const char *value, size_t vlen)
+{
+    return header_change(c, side, name, nlen, value, vlen, false, false);
 }
 
 int sl_api_header_set(struct sl_conn *c, int side, const char *name, size_t nlen,
                       const char *value, size_t vlen)
 {
-    if (!side_is_open(c, side))
-        return SL_API_EPHASE;
-    if (!sl_is_token(name, nlen) || !sl_is_field_value(value, vlen))
-        return SL_API_EINVAL;
-    struct sl_hlist *l = side_list(c, side);
-    if (sl_hlist_remove(l, &c->arena, name, nlen) < 0 ||
-        sl_hlist_add(l, &c->arena, name, nlen, value, vlen) < 0)
-        return SL_API_ENOMEM;
-    return SL_API_OK;
+    return header_change(c, side, name, nlen, value, vlen, true, false);
+}
+
+int sl_api_header_add_known(struct sl_conn *c, int side, const char *name, size_t nlen,
+                            const char *value, size_t vlen)
+{
+    return header_change(c, side, name, nlen, value, vlen, false, true);
+}
+
+int sl_api_header_set_known(struct sl_conn *c, int side, const char *name, size_t nlen,
+                            const char *value, size_t vlen)
+{
+    return header_change(c, side, name, nlen, value, vlen, true, true);
 }
 
 int sl_api_header_remove(struct sl_conn *c, int side, const char *name, size_t nlen)

@@ -79,6 +79,15 @@ int sl_api_header_set(struct sl_conn *c, int side, const char *name, size_t nlen
 int sl_api_header_add(struct sl_conn *c, int side, const char *name, size_t nlen,
                       const char *value, size_t vlen);
 
+/* sl_api_header_set and _add for a name known to be a valid field name
+ * (the caller saw it accepted before): its token check is skipped, the
+ * value is checked as always. For trusted callers (the Lua API), never
+ * for a name straight from a plugin. */
+int sl_api_header_set_known(struct sl_conn *c, int side, const char *name, size_t nlen,
+                            const char *value, size_t vlen);
+int sl_api_header_add_known(struct sl_conn *c, int side, const char *name, size_t nlen,
+                            const char *value, size_t vlen);
+
 /* Removes every field called name; SL_API_NOT_FOUND when there was none. */
 int sl_api_header_remove(struct sl_conn *c, int side, const char *name, size_t nlen);
 

@@ -17,14 +17,9 @@ static size_t align_up(size_t n)
     return (n + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
 }
 
-void *sl_arena_alloc(struct sl_arena *a, size_t n)
+void *sl_arena_alloc_chunk(struct sl_arena *a, size_t n)
 {
     n = align_up(n ? n : 1);
-    if ((size_t)(a->end - a->ptr) >= n) {
-        void *p = a->ptr;
-        a->ptr += n;
-        return p;
-    }
     size_t size = n > CHUNK_SIZE / 2 ? n : CHUNK_SIZE;
     struct sl_arena_chunk *c = malloc(sizeof *c + size);
     if (c == NULL)

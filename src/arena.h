@@ -16,8 +16,22 @@ struct sl_arena {
 
 /* Returns n bytes aligned for any type, valid until the next reset or fini,
  * or NULL when out of memory. Requests larger than a chunk get a chunk of
- * their own. */
-void *sl_arena_alloc(struct sl_arena *a, size_t n);
+ * their own. The common case (room in the current chunk) is inline. */
+static inline void *sl_arena_alloc(struct sl_arena *a, size_t n);
+
+/* sl_arena_alloc when the current chunk is short of n (aligned) bytes. */
+void *sl_arena_alloc_chunk(struct sl_arena *a, size_t n);
+
+static inline void *sl_arena_alloc(struct sl_arena *a, size_t n)
+{
+    n = (n + _Alignof(max_align_t) - 1 + (n == 0)) & ~(_Alignof(max_align_t) - 1);
+    if ((size_t)(a->end - a->ptr) >= n) {
+        void *p = a->ptr;
+        a->ptr += n;
+        return p;
+    }
+    return sl_arena_alloc_chunk(a, n);
+}
 
 /* Copies n bytes into the arena and NUL-terminates them. NULL on OOM. */
 char *sl_arena_strndup(struct sl_arena *a, const char *s, size_t n);

@@ -35,15 +35,35 @@ int sl_buf_reserve(struct sl_buf *b, size_t n)
     return 0;
 }
 
+/* "00".."99": two digits a step. */
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Every head carries a status code and mostly a Content-Length: written
+ * in place, two digits a step, after counting them. */
 int sl_buf_append_u64(struct sl_buf *b, uint64_t v)
 {
-    char tmp[20];
-    size_t i = sizeof tmp;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return sl_buf_append(b, tmp + i, sizeof tmp - i);
+    size_t n = 1;
+    for (uint64_t t = v; t >= 10; t /= 10)
+        n++;
+    if (b->cap - b->end < n && sl_buf_reserve(b, n) < 0)
+        return -1;
+    char *p = b->data + b->end + n;
+    while (v >= 100) {
+        p -= 2;
+        memcpy(p, digit_pairs + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, digit_pairs + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
+    b->end += n;
+    return 0;
 }
 
 int sl_buf_append_hex(struct sl_buf *b, uint64_t v)

@@ -317,6 +317,8 @@ static void access_log(struct sl_conn *c, int64_t now_us)
     if (c->w->alog.fd < 0)
         return;
     bool up = r->up_start_us != 0;
+    /* < 0: the first byte came in this loop turn (proxy.c) */
+    int64_t first = r->up_first_byte_us < 0 ? now_us : r->up_first_byte_us;
     struct sl_access_entry e = {
         .request_id = r->id,
         .client = c->peer,
@@ -334,7 +336,7 @@ static void access_log(struct sl_conn *c, int64_t now_us)
         .route_path = r->route ? r->route->path : NULL,
         .upstream = r->backend_name != NULL && r->upstream ? r->upstream->conf->name : NULL,
         .upstream_us = up ? now_us - r->up_start_us : -1,
-        .upstream_header_us = up && r->up_first_byte_us ? r->up_first_byte_us - r->up_start_us : -1,
+        .upstream_header_us = up && first ? first - r->up_start_us : -1,
         .fields = r->log_fields,
         .nfields = r->nlog_fields,
     };
@@ -353,11 +355,14 @@ static void log_request(struct sl_conn *c)
                 sl_chain_run(r->chain, SL_PHASE_LOG, c);
             sl_chain_request_done(r->chain, c);
         }
-        int64_t now = sl_worker_now_us(c->w);
-        if (r->up_first_byte_us < 0)
-            r->up_first_byte_us = now;      /* it came in this loop turn (proxy.c) */
+        int64_t now = r->end_us != 0 ? r->end_us : sl_worker_now_us(c->w);
         sl_metrics_request_done(c, now);
         access_log(c, now);
+    } else if (r->head == NULL && r->status != 0 && !r->logged) {
+        /* Refused before its head was whole (400, 408, 414, 431): no log
+         * phase and no access-log record, but counted. */
+        r->logged = true;
+        sl_metrics_request_refused(c);
     }
     unpin(c);
     /* The log phase was the last reader of the buffered bodies (tested

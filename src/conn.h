@@ -118,6 +118,7 @@ struct sl_req {
     int64_t up_first_byte_us;           /* its response's first byte came (0: not yet; -1:
                                          * in this loop turn, time not read yet) */
     bool up_reused;                     /* the current attempt's connection came from the pool */
+    int64_t end_us;                     /* the loop time the response ended (0: read it) */
     struct sl_plugin_state *plugin_state; /* native plugins' per-request state: an arena
                                          * list (plugin_native.c); NULL when none */
     struct sl_body req_body;            /* buffered for request_body (body.h), freed at request end */

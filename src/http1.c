@@ -135,19 +135,6 @@ static int on_value_complete(llhttp_t *p)
     return append_raw(r, "", 1);
 }
 
-bool sl_name_is(const struct sl_header *hd, const char *lower, size_t len)
-{
-    if (hd->name_len != len)
-        return false;
-    /* Field names are tokens, so OR-ing 0x20 folds letters and leaves the
-     * other token characters that could collide ('@'..'_' minus letters)
-     * out of every name we compare against. */
-    for (size_t i = 0; i < len; i++)
-        if ((hd->name[i] | 0x20) != lower[i])
-            return false;
-    return true;
-}
-
 const struct sl_header *sl_head_find(const struct sl_head *h, const char *name,
                                      size_t name_len)
 {
@@ -224,6 +211,7 @@ static int on_headers_complete(llhttp_t *p)
     }
     h->headers = r->headers;
     h->nheaders = r->nh;
+    h->headers_cap = r->hcap;
     h->target = h->target_len ? base : "";
     if (r->is_request) {
         h->method = llhttp_get_method(p);

@@ -33,6 +33,8 @@ struct sl_head {
     size_t target_len;
     struct sl_header *headers;
     size_t nheaders;
+    size_t headers_cap;         /* slots at headers; those past nheaders are the
+                                   reader's spare ones, free until the next head */
     bool chunked;               /* Transfer-Encoding: chunked */
     bool has_length;            /* Content-Length present */
     uint64_t content_length;
@@ -129,7 +131,20 @@ const struct sl_header *sl_head_find(const struct sl_head *h, const char *name,
 /* True when a comma-separated header value contains token (case-insensitive). */
 bool sl_value_has_token(const char *value, size_t len, const char *token);
 
-/* Case-insensitive compare of a header name against a lowercase literal. */
-bool sl_name_is(const struct sl_header *hd, const char *lower, size_t len);
+/* Case-insensitive compare of a header name against a lowercase literal.
+ * Inline: the head builders ask it of every field, and most answers are
+ * "no" from the length alone. */
+static inline bool sl_name_is(const struct sl_header *hd, const char *lower, size_t len)
+{
+    if (hd->name_len != len)
+        return false;
+    /* Field names are tokens, so OR-ing 0x20 folds letters and leaves the
+     * other token characters that could collide ('@'..'_' minus letters)
+     * out of every name we compare against. */
+    for (size_t i = 0; i < len; i++)
+        if ((hd->name[i] | 0x20) != lower[i])
+            return false;
+    return true;
+}
 
 #endif

@@ -15,25 +15,10 @@
 
 /* One hook runs at a time on a thread, and workers are threads: a
  * thread-local pointer is all the "which request" state the API needs,
- * and plugin code never sees it. */
-static __thread struct sl_conn *current;
-
-struct sl_conn *sl_ffi_enter(struct sl_conn *c)
-{
-    struct sl_conn *prev = current;
-    current = c;
-    return prev;
-}
-
-void sl_ffi_leave(struct sl_conn *prev)
-{
-    current = prev;
-}
-
-struct sl_conn *sl_ffi_current(void)
-{
-    return current;
-}
+ * and plugin code never sees it. Set inline by sl_ffi_enter/leave
+ * (lua_ffi.h), twice per hook call. */
+__thread struct sl_conn *sl_ffi_current_conn;
+#define current sl_ffi_current_conn
 
 static bool is_side(int side)
 {
@@ -114,6 +99,26 @@ int sl_ffi_header_add(int side, const char *name, size_t nlen, const char *value
     if (!is_side(side))
         return SL_API_EINVAL;
     return sl_api_header_add(current, side, name, nlen, value, vlen);
+}
+
+int sl_ffi_header_set_known(int side, const char *name, size_t nlen, const char *value,
+                            size_t vlen)
+{
+    if (current == NULL)
+        return SL_FFI_ENOREQ;
+    if (!is_side(side))
+        return SL_API_EINVAL;
+    return sl_api_header_set_known(current, side, name, nlen, value, vlen);
+}
+
+int sl_ffi_header_add_known(int side, const char *name, size_t nlen, const char *value,
+                            size_t vlen)
+{
+    if (current == NULL)
+        return SL_FFI_ENOREQ;
+    if (!is_side(side))
+        return SL_API_EINVAL;
+    return sl_api_header_add_known(current, side, name, nlen, value, vlen);
 }
 
 int sl_ffi_header_remove(int side, const char *name, size_t nlen)

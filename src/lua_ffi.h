@@ -26,15 +26,29 @@ enum {
     SL_FFI_ENOREQ = -100,       /* no current request on this thread */
 };
 
+/* This thread's current request, or NULL: use the functions below. */
+extern __thread struct sl_conn *sl_ffi_current_conn;
+
 /* Makes c (may be NULL) this thread's current request and returns the
  * previous one, which the caller hands back to sl_ffi_leave. */
-struct sl_conn *sl_ffi_enter(struct sl_conn *c);
+static inline struct sl_conn *sl_ffi_enter(struct sl_conn *c)
+{
+    struct sl_conn *prev = sl_ffi_current_conn;
+    sl_ffi_current_conn = c;
+    return prev;
+}
 
 /* Restores the current request saved by sl_ffi_enter. */
-void sl_ffi_leave(struct sl_conn *prev);
+static inline void sl_ffi_leave(struct sl_conn *prev)
+{
+    sl_ffi_current_conn = prev;
+}
 
 /* This thread's current request, or NULL. */
-struct sl_conn *sl_ffi_current(void);
+static inline struct sl_conn *sl_ffi_current(void)
+{
+    return sl_ffi_current_conn;
+}
 
 /* Request line and metadata of the current request (sl_api_method, ...). */
 int sl_ffi_method(const char **p, size_t *n);
@@ -59,6 +73,14 @@ int sl_ffi_header_set(int side, const char *name, size_t nlen, const char *value
 int sl_ffi_header_add(int side, const char *name, size_t nlen, const char *value,
                       size_t vlen);
 int sl_ffi_header_remove(int side, const char *name, size_t nlen);
+
+/* set and add for a name one of them accepted before (sl_api_header_*_known):
+ * the Lua API remembers the names the core accepted and skips their token
+ * check; plugins never reach these with a name of their own making. */
+int sl_ffi_header_set_known(int side, const char *name, size_t nlen, const char *value,
+                            size_t vlen);
+int sl_ffi_header_add_known(int side, const char *name, size_t nlen, const char *value,
+                            size_t vlen);
 
 /* The response status (sl_api_status), or SL_FFI_ENOREQ. */
 int sl_ffi_status(void);

@@ -56,7 +56,12 @@ struct lua_impl {
     uint64_t hash;                  /* FNV-1a of text: reloads compare it */
     struct lua_slot *slots;         /* owned: one per worker */
     size_t nslots;
+    uint32_t ctx_phases;            /* as the validating VM found them (sl_lua_vm) */
 };
+
+/* sl_lua_kind without request_done, for instances whose hooks never read
+ * their ctx argument (defined at the end). */
+static const struct sl_plugin_kind lua_kind_no_ctx;
 
 /* --- reading the file ------------------------------------------------------------ */
 
@@ -153,6 +158,7 @@ static struct lua_impl *impl_load(const char *path, const struct sl_plugin_conf 
         impl_free(im);
         return NULL;
     }
+    im->ctx_phases = vm.ctx_phases;
     sl_lua_vm_close(&vm);
     return im;
 }
@@ -168,7 +174,10 @@ static struct sl_plugin *plugin_new(const struct sl_plugin_conf *conf, const cha
         impl_free(im);
         return NULL;
     }
-    p->kind = &sl_lua_kind;
+    /* Only hooks that read their ctx leave per-request state behind: an
+     * instance without any has nothing to do when a request ends, and its
+     * kind says so (no request_done call per request). */
+    p->kind = im->ctx_phases != 0 ? &sl_lua_kind : &lua_kind_no_ctx;
     p->impl = im;
     p->conf = conf;
     p->on_error = conf->on_error;
@@ -219,6 +228,15 @@ static int open_slot(struct sl_plugin *p, struct lua_slot *s, char *err, size_t 
     struct sl_lua_source src = { .path = p->source, .text = im->text, .len = im->len };
     ctx_map_fini(&s->ctx);
     if (sl_lua_vm_open(&s->vm, &src, p->conf, im->config_file, NULL, err, errlen) < 0) {
+        free(s->failure);
+        s->failure = strdup(err);
+        return -1;
+    }
+    if (s->vm.ctx_phases != im->ctx_phases) {
+        /* The same text in the same LuaJIT reads the same: never seen.
+         * Refused, since the instance's kind was chosen on the first. */
+        sl_lua_vm_close(&s->vm);
+        snprintf(err, errlen, "plugin %s: its hooks' use of ctx differs between VMs", p->name);
         free(s->failure);
         s->failure = strdup(err);
         return -1;
@@ -301,8 +319,8 @@ static void copy_message(lua_State *L, int idx, const char *fallback, char *err,
     snprintf(err, errlen, "%s", msg ? msg : fallback);
 }
 
-/* Host codes: see host.dispatch in lua/sluice/plugin_host.lua. */
-enum { HOST_CONTINUE = 0, HOST_RESPOND = 1, HOST_ERROR = -1, HOST_BUDGET = -2 };
+/* Host codes of a failed hook: see host.dispatch in lua/sluice/plugin_host.lua. */
+enum { HOST_ERROR = -1, HOST_BUDGET = -2 };
 
 /* --- ctx slots ------------------------------------------------------------------- */
 
@@ -418,10 +436,12 @@ static bool over_memory_at_return(struct sl_lua_vm *vm, char *err, size_t errlen
     return over;
 }
 
-/* The hot path: one C->Lua call per hook. The host's dispatch function
- * sits at a fixed stack slot; the phase goes as an integer and the
- * request key only to a hook that reads its ctx; the usual answer is one
- * integer. */
+/* The hot path: one C->Lua call per hook. The phase's hook caller sits
+ * at a fixed stack slot, bound to the hook (host.hooks() in
+ * lua/sluice/plugin_host.lua); the request key goes only to a hook that
+ * reads its ctx. The answer is the number of results, which costs no
+ * conversion to read: none in the common case (continue), so that
+ * nothing is left to pop either. */
 static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c,
                            char *err, size_t errlen, bool *budget)
 {
@@ -430,9 +450,8 @@ static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_c
         return SL_ACTION_ERROR;
     struct sl_lua_vm *vm = &s->vm;
     lua_State *L = vm->L;
-    int nargs = 1;
-    lua_pushvalue(L, SL_LUA_VM_DISPATCH);
-    lua_pushinteger(L, phase);
+    int nargs = 0;
+    lua_pushvalue(L, SL_LUA_VM_HOOK0 + (int)phase);
     if (vm->ctx_phases & (1u << phase)) {
         int slot = ctx_slot_of(&s->ctx, request_key(c));
         if (slot == 0) {
@@ -441,7 +460,7 @@ static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_c
             return SL_ACTION_ERROR;
         }
         lua_pushinteger(L, slot);
-        nargs = 2;
+        nargs = 1;
     }
     struct sl_conn *prev = sl_ffi_enter(c);
     int rc = lua_pcall(L, nargs, LUA_MULTRET, 0);
@@ -458,28 +477,24 @@ static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_c
         lua_settop(L, SL_LUA_VM_TOP);
         return SL_ACTION_ERROR;
     }
-    /* code[, message] above what the host gave C */
-    int code = (int)lua_tointeger(L, SL_LUA_VM_TOP + 1);
-    int action = SL_ACTION_ERROR;
-    switch (code) {
-    case HOST_CONTINUE:
-    case HOST_RESPOND:
-        action = code == HOST_CONTINUE ? SL_ACTION_CONTINUE : SL_ACTION_RESPOND;
+    int nres = lua_gettop(L) - SL_LUA_VM_TOP;
+    int action = SL_ACTION_CONTINUE;
+    if (nres >= 2) {
+        /* code, message above what the host gave C */
+        int code = (int)lua_tointeger(L, SL_LUA_VM_TOP + 1);
+        *budget = code == HOST_BUDGET;
+        copy_message(L, SL_LUA_VM_TOP + 2, *budget ? "budget exceeded" : "error", err, errlen);
         lua_settop(L, SL_LUA_VM_TOP);
-        if (over_memory_at_return(vm, err, errlen)) {
-            *budget = true;
-            action = SL_ACTION_ERROR;
-        }
-        return action;
-    case HOST_BUDGET:
-        *budget = true;
-        copy_message(L, SL_LUA_VM_TOP + 2, "budget exceeded", err, errlen);
-        break;
-    default:
-        copy_message(L, SL_LUA_VM_TOP + 2, "error", err, errlen);
-        break;
+        return SL_ACTION_ERROR;
     }
-    lua_settop(L, SL_LUA_VM_TOP);
+    if (nres == 1) {
+        action = SL_ACTION_RESPOND;
+        lua_settop(L, SL_LUA_VM_TOP);
+    }
+    if (over_memory_at_return(vm, err, errlen)) {
+        *budget = true;
+        action = SL_ACTION_ERROR;
+    }
     return action;
 }
 
@@ -583,6 +598,14 @@ const struct sl_plugin_kind sl_lua_kind = {
     .call = lua_plugin_call,
     .release = lua_plugin_release,
     .request_done = lua_plugin_request_done,
+    .worker_release = lua_plugin_worker_release,
+    .has_changed = lua_plugin_has_changed,
+};
+
+static const struct sl_plugin_kind lua_kind_no_ctx = {
+    .name = "lua",
+    .call = lua_plugin_call,
+    .release = lua_plugin_release,
     .worker_release = lua_plugin_worker_release,
     .has_changed = lua_plugin_has_changed,
 };

@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <luajit.h>
 
 #include "lua_ffi.h"
 
@@ -217,6 +218,7 @@ struct open_args {
     size_t errlen;
     bool rejected;              /* host.load said no: err holds its message */
     int dispatch_ref, check_mem_ref, ctx_slots_ref; /* the host's (registry) */
+    int hooks_ref;              /* host.hooks(): phase -> hook caller (registry) */
 };
 
 static void set_string(lua_State *L, const char *key, const char *value)
@@ -348,6 +350,10 @@ static int open_protected(lua_State *L)
     struct open_args *a = lua_touserdata(L, 1);
     lua_settop(L, 0);
     luaL_openlibs(L);
+    /* Setting the VM up runs in the interpreter; the host turns the JIT
+     * on for the plugin's own code, and it is on from here on once the
+     * VM is ready (see with_jit in lua/sluice/plugin_host.lua). */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
 
     lua_getglobal(L, "package");
     jit_log(L);                 /* before package.path loses LuaJIT's own directory */
@@ -380,6 +386,13 @@ static int open_protected(lua_State *L)
         return luaL_error(L, "sluice.plugin_host lacks ctx_phases");
     lua_call(L, 0, 1);
     a->vm->ctx_phases = (uint32_t)lua_tonumber(L, -1);
+    lua_getfield(L, 1, "hooks");
+    if (!lua_isfunction(L, -1))
+        return luaL_error(L, "sluice.plugin_host lacks hooks");
+    lua_call(L, 0, 1);
+    if (!lua_istable(L, -1))
+        return luaL_error(L, "sluice.plugin_host: hooks() did not return a table");
+    a->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, 1, "dispatch");
     lua_getfield(L, 1, "check_memory");
     lua_getfield(L, 1, "ctx_slots");
@@ -390,6 +403,7 @@ static int open_protected(lua_State *L)
     a->check_mem_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     a->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
     /* Loading (the sandbox, the instrumenting lexer, the schema) leaves
      * garbage: collect it now, once, rather than in steps paid by the
      * first requests (a full cycle over a fresh VM's heap, about a
@@ -446,6 +460,10 @@ int sl_lua_vm_open(struct sl_lua_vm *vm, const struct sl_lua_source *src,
     lua_rawgeti(L, LUA_REGISTRYINDEX, a.dispatch_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a.check_mem_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a.ctx_slots_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a.hooks_ref);
+    for (int ph = 0; ph < SL_PHASE_COUNT; ph++)
+        lua_rawgeti(L, SL_LUA_VM_HOOK0, ph);    /* hooks[ph] at SL_LUA_VM_HOOK0 + 1 + ph */
+    lua_remove(L, SL_LUA_VM_HOOK0);             /* the table: hooks[ph] now at HOOK0 + ph */
     vm->L = L;
     vm->heap = heap;
     /* The host's exact check (collectgarbage "count", after a full

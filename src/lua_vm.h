@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "config-t.h"
+#include "plugin.h"
 
 struct lua_State;
 
@@ -58,7 +59,10 @@ struct sl_lua_meta {
 #define SL_LUA_VM_DISPATCH  1   /* host.dispatch(phase[, slot]) -> code[, message] */
 #define SL_LUA_VM_CHECK_MEM 2   /* host.check_memory() -> nil, or the kill message */
 #define SL_LUA_VM_CTX_SLOTS 3   /* host.ctx_slots: slot -> a request's ctx table */
-#define SL_LUA_VM_TOP       3
+#define SL_LUA_VM_HOOK0     4   /* + phase: host.hooks()[phase]([slot]); nil when
+                                   the plugin has no such hook. Nothing returned:
+                                   continue; 1: local reply; code, message: failed */
+#define SL_LUA_VM_TOP       (SL_LUA_VM_HOOK0 + SL_PHASE_COUNT - 1)
 
 /* The counting allocator's state. Only the thread running the VM
  * allocates in it: plain counters. */

@@ -91,8 +91,8 @@ struct sl_plugin {
     size_t nstats;
     int64_t loaded_ms;          /* wall clock of the load, ms since the epoch (admin API) */
     char sha256[65];            /* of the source file as loaded, lowercase hex; "" if unreadable */
-    uint32_t metrics;           /* first metric slot of its plugin name (metrics.h), set
-                                 * when its generation is built; 0 before */
+    _Atomic uint64_t *metrics;  /* worker 0's metric cells of its plugin name (metrics.c),
+                                 * set when its generation is built; NULL before */
 };
 
 /* One ordered chain: the plugins active on a route, per phase. */
@@ -103,6 +103,7 @@ struct sl_chain {
     size_t nall;
     bool needs_request_body;    /* some plugin reads the whole request body */
     bool needs_response_body;
+    bool needs_request_done;    /* some plugin's kind has a request_done */
 };
 
 /* The name of a phase as plugins spell it: "request_headers", ... */

@@ -206,12 +206,11 @@ static int up_attach(struct sl_conn *c, struct sl_upconn *u, struct sl_buf *carr
     u->replayable = true;
     u->out_sent = 0;
     struct sl_req *r = &c->req;
-    /* The loop's cached clock does not move within one callback: a first
-     * attempt made from on_head, as every request without a whole-body
-     * plugin's is, starts when the request did, and needs no clock read. */
-    r->up_start_us = r->attempts == 1 && !r->stale_retried &&
-                             (r->chain == NULL || !r->chain->needs_request_body)
-                         ? r->start_us : sl_worker_now_us(c->w);
+    /* The loop's cached clock does not move within one callback: an
+     * attempt made in the turn the request's head came in starts when the
+     * request did, without a clock read. Retries (carry) and requests that
+     * waited for their whole body may come later: they read it. */
+    r->up_start_us = r->start_us;
     r->up_first_byte_us = 0;
     r->up_reused = u->reused;
     sl_reader_reset(&u->reader);
@@ -219,12 +218,15 @@ static int up_attach(struct sl_conn *c, struct sl_upconn *u, struct sl_buf *carr
         sl_buf_fini(&u->out);
         u->out = *carry;
         memset(carry, 0, sizeof *carry);
+        r->up_start_us = sl_worker_now_us(c->w);
     } else if (sl_proxy_build_request_head(c, u, &u->out) < 0) {
         return -1;
-    } else if (c->req.req_body.state == SL_BODY_DONE &&
-               sl_buf_append(&u->out, sl_body_data(&c->req.req_body),
-                             sl_body_len(&c->req.req_body)) < 0) {
-        return -1;      /* the body a plugin phase had whole goes right behind its head */
+    } else if (c->req.req_body.state == SL_BODY_DONE) {
+        /* the body a plugin phase had whole goes right behind its head */
+        if (sl_buf_append(&u->out, sl_body_data(&c->req.req_body),
+                          sl_body_len(&c->req.req_body)) < 0)
+            return -1;
+        r->up_start_us = sl_worker_now_us(c->w);
     }
     if (u->state == SL_UP_CONNECTING)
         up_arm_timer(u, upconf(c)->connect_timeout_ms);
@@ -497,10 +499,14 @@ static void finish_exchange(struct sl_upconn *u)
                     !r->upgrade;
     c->up = NULL;
     u->client = NULL;
+    /* One clock read for the pool's idle stamp and the request's end
+     * (metrics, access log), which comes in this same loop turn. */
+    int64_t now_us = sl_worker_now_us(u->w);
+    r->end_us = now_us;
     if (reusable && u->pool->max_idle > 0) {
         sl_buf_clear(&u->out);
         u->out_sent = 0;
-        sl_pool_put(u->pool, u, sl_worker_now_ms(u->w));
+        sl_pool_put(u->pool, u, now_us / 1000);
     } else {
         sl_upconn_close(u);
     }
@@ -634,19 +640,20 @@ static void up_on_read(evutil_socket_t fd, short what, void *arg)
         return;
     }
     bool first = u->resp_bytes == 0;
-    if (first)
-        u->client->req.up_first_byte_us = -1;   /* now: read below or by log_request */
-    if (u->resp_bytes == 0 && u->replayable) {
-        /* The origin has started answering: replay is no longer possible. */
-        u->replayable = false;
-        sl_buf_consume(&u->out, u->out_sent);
-        u->out_sent = 0;
+    if (first) {
+        u->client->req.up_first_byte_us = -1;   /* now: read below or at the request's end */
+        if (u->replayable) {
+            /* The origin has started answering: replay is no longer possible. */
+            u->replayable = false;
+            sl_buf_consume(&u->out, u->out_sent);
+            u->out_sent = 0;
+        }
     }
     u->resp_bytes += (uint64_t)n;
     handle_response_bytes(u);
-    /* The first byte's time is this loop turn's: log_request took it if the
-     * request ended in this turn (it reads the clock anyway); otherwise it
-     * is read once here. */
+    /* The first byte's time is this loop turn's: the request's end takes
+     * it if the request ended in this turn (it reads the clock anyway);
+     * otherwise it is read once here. */
     if (first && u->client != NULL && u->client->req.up_first_byte_us < 0)
         u->client->req.up_first_byte_us = sl_worker_now_us(u->w);
 }

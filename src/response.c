@@ -102,7 +102,7 @@ static int on_head(void *owner)
         return 0;
     }
     r->status = h->status;
-    sl_hlist_view(&r->resp_headers, h->headers, h->nheaders);
+    sl_hlist_view_spare(&r->resp_headers, h->headers, h->nheaders, h->headers_cap);
     /* A failing response phase (on_error: fail) makes the whole answer a
      * 500: refusing the head lets the proxy drop this response. */
     if (r->chain != NULL && r->chain->n[SL_PHASE_RESPONSE_HEADERS] > 0 &&

@@ -24,20 +24,6 @@ static void update_http_date(struct sl_worker *w)
     strftime(w->http_date, sizeof w->http_date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-int64_t sl_worker_now_ms(struct sl_worker *w)
-{
-    struct timeval tv;
-    event_base_gettimeofday_cached(w->base, &tv);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-int64_t sl_worker_now_us(struct sl_worker *w)
-{
-    struct timeval tv;
-    event_base_gettimeofday_cached(w->base, &tv);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
-
 const char *sl_worker_http_date(struct sl_worker *w)
 {
     return w->http_date;

@@ -73,8 +73,6 @@ struct sl_worker {
     struct sl_upconn_list dead_upconns;
 
     uint64_t next_request;
-    uint64_t upstream_connects;         /* counters, read by the metrics later */
-    uint64_t upstream_reuses;
     char http_date[40];                 /* Date field value, refreshed every second */
     bool draining;
     struct sl_accesslog alog;
@@ -95,11 +93,22 @@ void sl_worker_stop(struct sl_worker *w);
 void sl_worker_join(struct sl_worker *w);
 
 /* Milliseconds of the loop's cached clock (monotonic enough for timeouts
- * and cool-downs; one clock read per loop iteration). */
-int64_t sl_worker_now_ms(struct sl_worker *w);
+ * and cool-downs; one clock read per loop iteration). Inline: the request
+ * path asks several times per request. */
+static inline int64_t sl_worker_now_ms(struct sl_worker *w)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->base, &tv);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
 
 /* Microseconds of the same cached clock. */
-int64_t sl_worker_now_us(struct sl_worker *w);
+static inline int64_t sl_worker_now_us(struct sl_worker *w)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->base, &tv);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
 
 /* The current time as an HTTP Date value (RFC 9110 §5.6.7); borrowed,
  * refreshed once a second. */

@@ -37,6 +37,10 @@ int sl_ffi_header_set(int side, const char *name, size_t nlen,
 int sl_ffi_header_add(int side, const char *name, size_t nlen,
                       const char *value, size_t vlen);
 int sl_ffi_header_remove(int side, const char *name, size_t nlen);
+int sl_ffi_header_set_known(int side, const char *name, size_t nlen,
+                            const char *value, size_t vlen);
+int sl_ffi_header_add_known(int side, const char *name, size_t nlen,
+                            const char *value, size_t vlen);
 int sl_ffi_status(void);
 int sl_ffi_set_status(int status);
 int sl_ffi_respond(int status, const char *body, size_t len);

@@ -32,6 +32,15 @@ local headers_mt = {
 
 local DEFAULT_MAX = 100
 
+-- Field names the core accepted before, by set_header or add_header of
+-- either side: their token check is skipped from then on (the *_known C
+-- functions), which is most of what setting a short field costs. Exact,
+-- since strings are interned and immutable; bounded, since a plugin may
+-- make names up per request (after KNOWN_MAX names, or for a long name,
+-- the check is simply done each time).
+local known = {}
+local nknown, KNOWN_MAX, KNOWN_LEN = 0, 64, 64
+
 -- value_of(v) -> a header value string, or nil when v is not one.
 local function value_of(v)
   local tv = type(v)
@@ -102,14 +111,24 @@ function M.make(side, prefix, read_phases, write_phases)
     return setmetatable(t, headers_mt), truncated
   end
 
-  -- set_or_add(cfn, fname, name, value, replace): value is a string, a
-  -- number or an array of those (one field each). Tail-called.
-  local function set_or_add(cfn, fname, name, value, replace)
+  -- set_or_add(cfn, kfn, fname, name, value, replace): value is a string,
+  -- a number or an array of those (one field each); kfn is cfn for a
+  -- known name. Tail-called.
+  local function set_or_add(cfn, kfn, fname, name, value, replace)
     check_phase(write_phases, fname)
     if type(name) ~= "string" then arg_error(fname, 1, "string", name) end
     local v = value_of(value)
     if v then
-      local rc = cfn(side, name, #name, v, #v)
+      local rc
+      if known[name] then
+        rc = kfn(side, name, #name, v, #v)
+      else
+        rc = cfn(side, name, #name, v, #v)
+        if rc == OK and nknown < KNOWN_MAX and #name <= KNOWN_LEN then
+          known[name] = true
+          nknown = nknown + 1
+        end
+      end
       if rc ~= OK then return fail(fname, rc, "header name or value") end
       return true
     end
@@ -139,12 +158,13 @@ function M.make(side, prefix, read_phases, write_phases)
   -- set_header(name, value) replaces every field called name with value
   -- (an array gives one field per item). Returns true.
   function f.set_header(name, value)
-    return set_or_add(C.sl_ffi_header_set, n_set, name, value, true)
+    return set_or_add(C.sl_ffi_header_set, C.sl_ffi_header_set_known, n_set, name, value, true)
   end
 
   -- add_header(name, value) appends a field (or one per array item).
   function f.add_header(name, value)
-    return set_or_add(C.sl_ffi_header_add, n_add, name, value, false)
+    return set_or_add(C.sl_ffi_header_add, C.sl_ffi_header_add_known, n_add, name, value,
+                      false)
   end
 
   -- clear_header(name) removes every field called name. Returns true

@@ -15,14 +15,16 @@
 --   host.done(key): the request is over; drops its ctx table
 --
 -- The hot path of src/lua_plugin.c uses leaner forms of these, all set up
--- once per VM: host.dispatch(phase[, slot]) is call() without the memory
--- check at return (C reads the heap's size itself and calls
--- host.check_memory() when it is near the limit); the key is a small
--- integer slot, passed only to hooks that read their ctx argument
--- (host.ctx_phases(), from the hook's bytecode: most never touch it, and
--- then no table is made); C clears host.ctx_slots[slot] itself when the
--- request ends. With budget.runner() the dispatch, the budget and a short
--- hook compile into one trace.
+-- once per VM: host.hooks()[phase]([slot]) is call() for one phase
+-- without the memory check at return (C reads the heap's size itself and
+-- calls host.check_memory() when it is near the limit), answering by its
+-- number of results (none: continue); the key is a small integer slot,
+-- passed only to hooks that read their ctx argument (host.ctx_phases(),
+-- from the hook's bytecode: most never touch it, and then no table is
+-- made); C clears host.ctx_slots[slot] itself when the request ends.
+-- host.dispatch(phase[, slot]) is the same with the phase as an argument
+-- and dispatch()'s codes. With budget.runner() the hook caller, the
+-- budget and a short hook compile into one trace.
 --
 -- Loading: the source is compiled as text into a fresh sandbox (no ffi,
 -- io, debug, ...) with budget checks inserted, then run under a budget;
@@ -56,6 +58,45 @@ do
 end
 local band, rshift = bit.band, bit.rshift
 local getlocal = debug and debug.getlocal
+
+-- LuaJIT counts calls and loops towards compiling in 64 counters shared by
+-- hashing bytecode addresses. Loading runs the sandbox, the lexer and the
+-- schema through them and leaves them part spent, so which function of
+-- the hook path got hot first, and where its trace started, depended on
+-- where the allocator had put the loader's bytecode: the cost of a hook
+-- varied from VM to VM. Setting hotloop (to LuaJIT's default) resets
+-- every counter, so the hooks' own path decides, the phase's caller first.
+local reset_hotcounts = function() end
+do
+  local ok, opt = pcall(require, "jit.opt")
+  if ok and type(opt) == "table" and type(opt.start) == "function" then
+    reset_hotcounts = function() pcall(opt.start, "hotloop=56") end
+  end
+end
+
+-- The C host opens a VM with the JIT off (src/lua_vm.c), so that setting
+-- it up (the API's read-only views, the sandbox, the lexer, the schema)
+-- runs once in the interpreter: those loops are run once per VM, and
+-- compiling them cost more than it saved, and varied from VM to VM with
+-- LuaJIT's randomised retry penalties. The plugin's own code (its chunk,
+-- body(conf), init) runs with the JIT on, since it may loop for long.
+-- with_jit(fn, ...) runs fn with the JIT on and turns it off again when
+-- it was off; where jit.on is missing it only calls fn.
+local with_jit
+do
+  local on, off = jit and jit.on, jit and jit.off
+  if type(on) == "function" and type(off) == "function" then
+    with_jit = function(fn, ...)
+      local was = jit.status()
+      on()
+      local a, b, c = fn(...)
+      if not was then off() end
+      return a, b, c
+    end
+  else
+    with_jit = function(fn, ...) return fn(...) end
+  end
+end
 
 local M = {}
 
@@ -342,7 +383,7 @@ function M.load(spec)
   base.plugin_name = spec.name or "?"
   local chunk, err = sandbox.load(spec.source, spec.file, plugin_env_opts())
   if not chunk then return nil, err end
-  local ok, p, msg = run(chunk, load_limits(spec))
+  local ok, p, msg = with_jit(run, chunk, load_limits(spec))
   if not ok then return nil, tostring(msg) .. " (while loading)" end
   local f
   f, err = check_plugin(spec, p)
@@ -368,7 +409,7 @@ function M.load(spec)
     -- What the plugin needs depends on its config (a transform with
     -- nothing to do on one side need not buffer that side's bodies): the
     -- answer alone counts, whatever hooks the plugin has.
-    ok, body, msg = run(body, load_limits(spec), conf)
+    ok, body, msg = with_jit(run, body, load_limits(spec), conf)
     if not ok then return nil, tostring(msg) .. " (in body)" end
     local e = check_body(spec.file .. ": plugin '" .. f.name .. "'", body)
     if e then return nil, e .. " (returned by body(conf))" end
@@ -385,10 +426,11 @@ function M.load(spec)
 
   if f.init then
     base.phase = base.INIT
-    ok, p, msg = run(f.init, load_limits(spec), conf)
+    ok, p, msg = with_jit(run, f.init, load_limits(spec), conf)
     base.phase = nil
     if not ok then return nil, tostring(msg) .. " (in init)" end
   end
+  reset_hotcounts()
   return {
     name = f.name,
     version = f.version ~= nil and tostring(f.version) or nil,
@@ -399,6 +441,24 @@ function M.load(spec)
 end
 
 local EXIT = base.EXIT
+
+-- failed(kind, msg, tb, exited) -> the host's answer for a run that did
+-- not return normally: 1 for a local reply that ended the hook with an
+-- error (sluice.response.exit; exited is what base.exited said), else -1
+-- or -2 and the message.
+local function failed(kind, msg, tb, exited)
+  if kind == "error" then
+    if exited and msg == EXIT then return 1 end
+    if tb then return -1, msg .. "\n" .. tb end
+    return -1, msg
+  end
+  if kind == "memory" and not find(msg, "budget exceeded", 1, true) then
+    -- LuaJIT's own allocation failure: the VM's heap reached its hard cap
+    -- (src/lua_vm.c) between two budget checks.
+    msg = "budget exceeded: memory (" .. tostring(limits.memory_limit_mb) .. " MB): " .. msg
+  end
+  return -2, msg
+end
 
 -- dispatch(phase, slot) -> code[, message]: call() for the C host
 -- (src/lua_plugin.c), without the memory check at return (the host calls
@@ -421,23 +481,65 @@ local function dispatch(phase, slot)
   base.exited = false
   local ok, kind, msg, tb = run_hook(fn, conf, ctx)
   base.phase = nil
+  local exited = base.exited
+  base.exited = false
   if ok then
-    if base.exited then return 1 end
+    if exited then return 1 end
     return 0
   end
-  if kind == "error" then
-    if base.exited and msg == EXIT then return 1 end
-    if tb then return -1, msg .. "\n" .. tb end
-    return -1, msg
-  end
-  if kind == "memory" and not find(msg, "budget exceeded", 1, true) then
-    -- LuaJIT's own allocation failure: the VM's heap reached its hard cap
-    -- (src/lua_vm.c) between two budget checks.
-    msg = "budget exceeded: memory (" .. tostring(limits.memory_limit_mb) .. " MB): " .. msg
-  end
-  return -2, msg
+  return failed(kind, msg, tb, exited)
 end
 M.dispatch = dispatch
+
+-- hook(phase) -> the function the C host calls for that phase, bound to
+-- the plugin's hook: dispatch() with the phase, the hook and whether it
+-- reads its ctx fixed in upvalues (constants in the trace), and the
+-- answer told by the number of results, which C reads without converting
+-- a value: none to continue, one (1) for a local reply, two (code,
+-- message) for a failure, as dispatch() codes them. Takes the request's
+-- ctx slot, only when the hook reads its ctx.
+--
+-- base.exited is false whenever no hook runs: every caller (and dispatch)
+-- puts it back once it looked, so no store is needed before the hook.
+-- Each phase's caller is a prototype of its own (the template is compiled
+-- once per phase), so that each gets a root trace of its own instead of
+-- running as a side trace behind another phase's entry.
+local HOOK_SOURCE = [[
+local base, run_hook, failed, ctx_slots, fn, conf, reads_ctx, phase = ...
+return function(slot)
+  local ctx = nil
+  if reads_ctx then
+    ctx = ctx_slots[slot]
+    if ctx == nil then
+      ctx = {}
+      ctx_slots[slot] = ctx
+    end
+  end
+  base.phase = phase
+  local ok, kind, msg, tb = run_hook(fn, conf, ctx)
+  base.phase = nil
+  if ok and not base.exited then return end
+  local exited = base.exited
+  base.exited = false
+  if ok then return 1 end
+  return failed(kind, msg, tb, exited)
+end
+]]
+
+local function hook(phase)
+  local fn = fns[phase]
+  if fn == nil then return nil end
+  local make = assert(loadstring(HOOK_SOURCE, "=plugin_host.lua: " .. PHASES[phase] .. " caller"))
+  return make(base, run_hook, failed, ctx_slots, fn, conf, ctx_phase[phase] == true, phase)
+end
+
+--- hooks() -> { [phase] = function } for the phases the plugin has (see
+--- hook() above); the C host keeps them on the VM's stack.
+function M.hooks()
+  local t = {}
+  for i = 0, 5 do t[i] = hook(i) end
+  return t
+end
 
 --- check_memory() -> nil, or the message of the memory kill when the VM
 --- holds more than the plugin's memory_limit_mb after a full collection:

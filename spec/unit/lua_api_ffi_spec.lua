@@ -107,6 +107,37 @@ describe("sluice.request", function()
     assert.same({ "one", "one", "two", json.null, "a" }, r)
   end)
 
+  it("set_header and add_header keep the order, check every value, and check a name until C accepted it", function()
+    -- The first writes append to the parsed head's spare slots, a later
+    -- replace copies the list; names C accepted skip their token check,
+    -- values never do.
+    local p = assert(harness.load_source("hdr-user", [[
+local req = require("sluice").request
+return {
+  name = "hdr-user", version = "1", priority = 1,
+  request_headers = function()
+    for i = 1, 3 do
+      if pcall(req.set_header, "Bad Name", "x") then error("a bad name passed") end
+      req.set_header("X-New", "v" .. i)
+      if pcall(req.set_header, "X-New", "a\r\nb") then error("a bad value passed") end
+      if pcall(req.add_header, "X-New", "a\0b") then error("a bad value passed") end
+      req.add_header("X-Add", i)
+    end
+    req.set_header("x-multi", "set")
+  end,
+}
+]]))
+    local req = assert(harness.request(
+      "GET / HTTP/1.1\r\nHost: a\r\nX-Multi: one\r\nAccept: */*\r\nx-multi: two\r\n\r\n"))
+    assert.equal("continue", p:call("request_headers", req))
+    assert.same({ { "Host", "a" }, { "Accept", "*/*" }, { "X-Add", "1" }, { "X-Add", "2" },
+                  { "X-New", "v3" }, { "X-Add", "3" }, { "x-multi", "set" } }, req:headers())
+    local head = req:upstream_head()
+    assert.truthy(head:find("\r\nX-New: v3\r\n", 1, true), head)
+    assert.falsy(head:find("one", 1, true), head)
+    req:free()
+  end)
+
   it("get_route() names the matched route: its path and any host", function()
     -- the harness's requests run on a catch-all route for any host
     local r = run(plugin([[ return sluice.request.get_route() ]]))

@@ -133,6 +133,10 @@ function C.sl_ffi_header_add(side, name, nlen, value, vlen)
   table.insert(R.headers[side], { name, value })
   return OK
 end
+-- The *_known forms skip the name's token check in C (the API calls them
+-- for names C accepted before); the fake checks every name anyway.
+C.sl_ffi_header_set_known = C.sl_ffi_header_set
+C.sl_ffi_header_add_known = C.sl_ffi_header_add
 function C.sl_ffi_header_remove(side, name, nlen)
   local rc = header_write(side, name, nil)
   if rc then return rc end
@@ -890,6 +894,37 @@ describe("the plugin host", function()
       assert.truthy(msg:find("late", 1, true), msg)
       assert.equal(1, host.live())
       assert.equal(1, select("#", host.dispatch(5)))
+    end)
+
+    it("giving C one caller per hook, which answers by its number of results", function()
+      assert(load([[
+        local sluice = require "sluice"
+        return { name = "p", priority = 1,
+          request_headers = function(conf, ctx) ctx.n = (ctx.n or 0) + 1 end,
+          request_body = function() return sluice.response.exit(403, "no") end,
+          balancer = function() error("late") end,
+          response_headers = function() pcall(function() while true do end end) end }
+      ]], { timeout_ms = 20 }))
+      local hooks = host.hooks()
+      assert.is_nil(hooks[4])
+      assert.is_nil(hooks[5])
+      -- continue: nothing; the ctx slot only for a hook that reads its ctx
+      assert.equal(0, select("#", hooks[0](1)))
+      assert.equal(0, select("#", hooks[0](1)))
+      assert.equal(2, host.ctx_slots[1].n)
+      host.ctx_slots[1] = nil
+      -- a local reply: one value
+      assert.same({ 1 }, { hooks[1]() })
+      assert.equal(0, select("#", hooks[0](2)))
+      -- a failure: the code and the message, traceback included
+      local code, msg = hooks[2]()
+      assert.equal(-1, code)
+      assert.truthy(msg:find("late\nstack traceback:", 1, true), msg)
+      -- a budget kill, which the plugin's pcall cannot catch
+      code, msg = hooks[3]()
+      assert.equal(-2, code)
+      assert.truthy(msg:find("budget exceeded: timeout (20 ms)", 1, true), msg)
+      assert.equal(0, select("#", hooks[0](3)))
     end)
 
     it("leaving the memory check at return to the caller of dispatch", function()

@@ -1,7 +1,8 @@
 -- Hot reload end to end: SIGHUP re-reads the configuration file, builds the
 -- next generation on the side and publishes it; requests started before
 -- keep their generation, keep-alive connections move at their next request,
--- a WebSocket tunnel outlives reloads, identical inputs publish nothing, and
+-- a WebSocket tunnel outlives reloads, upstream keep-alive connections to
+-- backends that stay are reused, identical inputs publish nothing, and
 -- a broken configuration or plugin changes nothing (each cause: YAML
 -- syntax, unknown key, Lua syntax, Lua error while loading, Lua error in
 -- init, a config value the plugin's schema refuses).
@@ -116,6 +117,20 @@ describe("reloading on SIGHUP", function()
     assert.equals("B", assert(served_by(resp)))
     assert.is_falsy(resp.closed)
     assert.equals("B", assert(served_by(assert(get_on(conn, "/three")))))
+    conn:close()
+  end)
+
+  it("keeps the idle upstream connections of a backend the new configuration still has", function()
+    local conn = assert(h.connect(env.port))
+    assert.equals("A", assert(served_by(assert(get_on(conn, "/one")))))
+    local opened = env.a:connections(1)
+    assert.equals("ok", reload(proxy, config(env, "A", "log: {level: debug}")))
+    -- the same client connection stays on its worker, whose pool for
+    -- 127.0.0.1:a is keyed by address and outlives the generation
+    for _, path in ipairs { "/two", "/three" } do
+      assert.equals("A", assert(served_by(assert(get_on(conn, path)))))
+    end
+    assert.equals(opened, env.a:connections())
     conn:close()
   end)
 

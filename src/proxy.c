@@ -469,6 +469,8 @@ static void up_fail(struct sl_upconn *u, enum fail_kind kind, int err)
         sl_conn_drop_spans(c);
         r->resp_started = false;
         r->bytes_sent = 0;
+        /* ... and none of its fields go into the 502. */
+        memset(&r->resp_headers, 0, sizeof r->resp_headers);
     }
     if (r->resp_started) {
         /* Part of the response is out: closing is the only honest way to

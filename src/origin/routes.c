@@ -328,7 +328,7 @@ static const struct {
     { "/bad/two-cl", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!" },
     { "/bad/garbage", "\x01\x02 nonsense\r\n\r\n" },
     { "/bad/header-space", "HTTP/1.1 200 OK\r\nFoo : bar\r\nContent-Length: 2\r\n\r\nok" },
-    { "/bad/chunk-size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    { "/bad/chunk-size", "HTTP/1.1 200 OK\r\nX-Origin-Field: leaked\r\nTransfer-Encoding: chunked\r\n\r\n"
                          "zz\r\nhello\r\n0\r\n\r\n" },
 };
 

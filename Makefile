@@ -44,7 +44,7 @@ LIBS       = $(PKG_LIBS) -lpthread
 
 # testing.c (the sl_test_* functions specs call) goes into the shared
 # library only, never into the binaries.
-TEST_SRCS   := src/testing.c
+TEST_SRCS   := src/testing.c src/testing_shdict.c
 CORE_SRCS   := $(filter-out src/main.c $(TEST_SRCS),$(wildcard src/*.c))
 ORIGIN_SRCS := $(wildcard src/origin/*.c)
 LLHTTP_C    := api.c http.c llhttp.c

@@ -111,26 +111,9 @@ describe("100 reloads of a native plugin under keep-alive traffic", function()
     assert.matches("^sluice%-" .. proxy.pid .. "%-%w+$", dirs[1])
     local copy_dir = env.rundir .. "/" .. dirs[1]
     local sha = { A = R.sha256(FIX .. "/vtag-1.so"), B = R.sha256(FIX .. "/vtag-2.so") }
-    local conns = { assert(h.connect(env.port)), assert(h.connect(env.port)) }
-    finally(function() for _, c in ipairs(conns) do c:close() end end)
-    local served = 0
-    local function request(conn, path)
-      assert(conn:send(h.build_request("GET", path)))
-      local resp, err = conn:read_response()
-      assert(resp, "request failed: " .. tostring(err))
-      assert.is_falsy(resp.closed)
-      assert(served_by(resp))
-      served = served + 1
-    end
-    local function traffic()
-      for i, c in ipairs(conns) do request(c, "/k/" .. i) end
-      assert(served_by(assert(h.get(env.port, "/fresh"))))
-    end
-    local function settle()
-      h.sleep(1.2)
-      for _ = 1, 4 do traffic() end
-      h.sleep(0.3)
-    end
+    local load = R.traffic(env.port, served_by)
+    finally(load.close)
+    local traffic, settle = load.round, load.settle
 
     local rss, peak_copies = {}, 0
     local which
@@ -160,7 +143,7 @@ describe("100 reloads of a native plugin under keep-alive traffic", function()
       .. "after %d %d KiB (growth %d KiB, bound %d KiB); %d requests; native copies open %d, "
       .. "loaded %d, unloaded %d (at most %d files at once); %d generations live",
       ASAN and "asan" or "release", rss[10], rss[55], RELOADS, rss[RELOADS],
-      rss[RELOADS] - rss[10], RSS_BOUND_KB, served, st.native_open, st.native_loaded,
+      rss[RELOADS] - rss[10], RSS_BOUND_KB, load.served, st.native_open, st.native_loaded,
       st.native_unloaded, peak_copies, st.live))
     assert.same({ RELOADS, 0 }, { st.ok, st.failed })
     assert.is_true(st.live <= 1 + WORKERS, "generations live: " .. st.live)
@@ -179,7 +162,7 @@ describe("100 reloads of a native plugin under keep-alive traffic", function()
     assert.is_true(rss[RELOADS] - rss[10] <= RSS_BOUND_KB,
       string.format("RSS grew by %d KiB from reload 10 to %d", rss[RELOADS] - rss[10], RELOADS))
 
-    for _, c in ipairs(conns) do c:close() end
+    load.close()
     local code, text = proxy:stop()
     proxy = nil
     assert.equals(0, code)

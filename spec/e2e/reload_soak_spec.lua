@@ -97,28 +97,9 @@ describe("100 reloads under keep-alive traffic", function()
   end)
 
   it("keep RSS flat and release every generation and Lua VM", function()
-    local conns = { assert(h.connect(env.port)), assert(h.connect(env.port)) }
-    finally(function() for _, c in ipairs(conns) do c:close() end end)
-    local served = 0
-    local function request(conn, path)
-      assert(conn:send(h.build_request("GET", path)))
-      local resp, err = conn:read_response()
-      assert(resp, "request failed: " .. tostring(err))
-      assert.is_falsy(resp.closed)
-      assert(served_by(resp))
-      served = served + 1
-    end
-    local function traffic()
-      for i, c in ipairs(conns) do request(c, "/k/" .. i) end
-      assert(served_by(assert(h.get(env.port, "/fresh"))))
-    end
-    -- Both workers see requests and their ticks run, so every retired
-    -- generation can go.
-    local function settle()
-      h.sleep(1.2)
-      for _ = 1, 4 do traffic() end
-      h.sleep(0.3)
-    end
+    local load = R.traffic(env.port, served_by)
+    finally(load.close)
+    local traffic, settle = load.round, load.settle
 
     local rss = {}
     for i = 1, RELOADS do
@@ -142,7 +123,7 @@ describe("100 reloads under keep-alive traffic", function()
       .. "after %d %d KiB (growth %d KiB, bound %d KiB); %d requests; status: %d generations live, "
       .. "Lua VMs %d open, %d created, %d closed",
       ASAN and "asan" or "release", rss[10], rss[55], RELOADS, rss[RELOADS],
-      rss[RELOADS] - rss[10], RSS_BOUND_KB, served, st.live, st.vms_open, st.vms_created,
+      rss[RELOADS] - rss[10], RSS_BOUND_KB, load.served, st.live, st.vms_open, st.vms_created,
       st.vms_closed))
     assert.same({ RELOADS, 0 }, { st.ok, st.failed })
     assert.is_true(st.live <= 1 + WORKERS, "generations live: " .. st.live)
@@ -153,7 +134,7 @@ describe("100 reloads under keep-alive traffic", function()
     assert.is_true(rss[RELOADS] - rss[10] <= RSS_BOUND_KB,
       string.format("RSS grew by %d KiB from reload 10 to %d", rss[RELOADS] - rss[10], RELOADS))
 
-    for _, c in ipairs(conns) do c:close() end
+    load.close()
     local code, log = proxy:stop()
     proxy = nil
     assert.equals(0, code)

@@ -159,4 +159,35 @@ function R.mapped(pid, needle)
   return #paths, paths
 end
 
+
+--- R.traffic(port, served_by) -> t: the soak specs' load. t.round() sends
+-- one request on each of two keep-alive connections and one on a fresh
+-- connection, checking each with served_by; t.settle() lets both workers'
+-- ticks run and sends four rounds, so every retired generation can go;
+-- t.served counts the responses; t.close() closes the connections.
+function R.traffic(port, served_by)
+  local t = { served = 0, conns = { assert(h.connect(port)), assert(h.connect(port)) } }
+  local function request(conn, path)
+    assert(conn:send(h.build_request("GET", path)))
+    local resp, err = conn:read_response()
+    assert(resp, "request failed: " .. tostring(err))
+    assert.is_falsy(resp.closed)
+    assert(served_by(resp))
+    t.served = t.served + 1
+  end
+  function t.round()
+    for i, c in ipairs(t.conns) do request(c, "/k/" .. i) end
+    assert(served_by(assert(h.get(port, "/fresh"))))
+  end
+  function t.settle()
+    h.sleep(1.2)
+    for _ = 1, 4 do t.round() end
+    h.sleep(0.3)
+  end
+  function t.close()
+    for _, c in ipairs(t.conns) do c:close() end
+  end
+  return t
+end
+
 return R

@@ -18,14 +18,19 @@
 # taken from the benchmark plugins plugins.sh writes (bench.lua: set one
 # request header, add one response header; bench-K.lua: set one request
 # header), which this script writes again to its temp dir. Tunables:
-# BENCH_SLUICE (build/sluice), BENCH_WARMUP (1000), BENCH_N (2000).
+# BENCH_SLUICE (build/sluice), BENCH_WARMUP (1000), BENCH_N (2000), and
+# BENCH_KEEP=dir to keep each run's callgrind output there (for
+# callgrind_annotate). Native plugins are found next to the binary
+# (dir/bench-native/bench.so, dir/plugins-native/*.so): pass
+# "{name: bench, kind: native}" for the native benchmark plugin.
 # Prints one line per configuration; exit status 1 when one failed.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CLIENT=$ROOT/spec/bench/client.py
 SLUICE=${BENCH_SLUICE:-$ROOT/build/sluice}
-ORIGIN=$(dirname "$SLUICE")/sluice-origin
+NATIVE=$(cd "$(dirname "$SLUICE")" && pwd)
+ORIGIN=$NATIVE/sluice-origin
 [[ -x $ORIGIN ]] || ORIGIN=$ROOT/build/sluice-origin
 WARMUP=${BENCH_WARMUP:-1000}
 N=${BENCH_N:-2000}
@@ -93,7 +98,7 @@ for plugins in "$@"; do
         echo "upstreams: {origin: {backends: [127.0.0.1:$ORIGIN_PORT]}}"
         echo "routes: [{path: /, upstream: origin}]"
         if [[ -n $plugins ]]; then
-            echo "plugin_paths: [$OUT/chain]"
+            echo "plugin_paths: [$OUT/chain, $NATIVE/bench-native, $NATIVE/plugins-native]"
             echo "plugins: [$plugins]"
         fi
     } >"$OUT/sluice.yaml"
@@ -111,6 +116,11 @@ for plugins in "$@"; do
     kill -TERM "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     ir=$(cat "$OUT"/callgrind.out* 2>/dev/null | awk '/^totals:/ { s += $2 } END { print s + 0 }')
+    if [[ -n ${BENCH_KEEP:-} ]]; then
+        mkdir -p "$BENCH_KEEP"
+        tag=$(printf '%s' "${plugins:-none}" | tr -c 'A-Za-z0-9_-' '_')
+        cat "$OUT"/callgrind.out* >"$BENCH_KEEP/callgrind.$tag.out" 2>/dev/null
+    fi
     if [[ $ok == 1 && $ir -gt 0 ]]; then
         awk -v ir="$ir" -v n="$N" -v p="${plugins:-(none)}" \
             'BEGIN { printf "%-40s %10.1f instructions/request\n", p, ir / n }'

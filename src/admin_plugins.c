@@ -11,6 +11,7 @@
 #include "admin_routes.h"
 #include "config.h"
 #include "gen.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "reload.h"
 
@@ -50,47 +51,42 @@ static void put_scope(struct sl_json *j, const struct sl_gen *g, size_t idx)
     sl_json_object_end(j);
 }
 
+/* Counted by plugin name since the process started (the metrics
+ * registry's cells, which reloads keep), so an instance shows what every
+ * instance of its name did before it too. */
 static void put_stats(struct sl_json *j, const struct sl_plugin *p)
 {
-    struct sl_plugin_stats sum = {0};
-    for (size_t w = 0; w < p->nstats; w++) {
-        const struct sl_plugin_stats *s = &p->stats[w];
-        for (int ph = 0; ph < SL_PHASE_COUNT; ph++) {
-            sum.calls[ph] += s->calls[ph];
-            sum.errors[ph] += s->errors[ph];
-            sum.ns[ph] += s->ns[ph];
-        }
-        sum.budget_kills += s->budget_kills;
-    }
-    uint64_t calls = 0, errors = 0, ns = 0;
-    for (int ph = 0; ph < SL_PHASE_COUNT; ph++) {
-        calls += sum.calls[ph];
-        errors += sum.errors[ph];
-        ns += sum.ns[ph];
+    struct sl_metrics_plugin_totals ph[SL_PHASE_COUNT], sum = {0};
+    for (int i = 0; i < SL_PHASE_COUNT; i++) {
+        sl_metrics_plugin_totals(p, (enum sl_phase)i, &ph[i]);
+        sum.calls += ph[i].calls;
+        sum.errors += ph[i].errors;
+        sum.budget_kills += ph[i].budget_kills;
+        sum.ns += ph[i].ns;
     }
     sl_json_key(j, "stats");
     sl_json_object_begin(j);
     sl_json_key(j, "calls");
-    sl_json_uint(j, calls);
+    sl_json_uint(j, sum.calls);
     sl_json_key(j, "errors");
-    sl_json_uint(j, errors);
+    sl_json_uint(j, sum.errors);
     sl_json_key(j, "time_ns");
-    sl_json_uint(j, ns);
+    sl_json_uint(j, sum.ns);
     sl_json_key(j, "budget_kills");
     sl_json_uint(j, sum.budget_kills);
     sl_json_key(j, "phases");
     sl_json_object_begin(j);
-    for (int ph = 0; ph < SL_PHASE_COUNT; ph++) {
-        if (!(p->phases & (1u << ph)))
+    for (int i = 0; i < SL_PHASE_COUNT; i++) {
+        if (!(p->phases & (1u << i)))
             continue;
-        sl_json_key(j, sl_phase_name((enum sl_phase)ph));
+        sl_json_key(j, sl_phase_name((enum sl_phase)i));
         sl_json_object_begin(j);
         sl_json_key(j, "calls");
-        sl_json_uint(j, sum.calls[ph]);
+        sl_json_uint(j, ph[i].calls);
         sl_json_key(j, "errors");
-        sl_json_uint(j, sum.errors[ph]);
+        sl_json_uint(j, ph[i].errors);
         sl_json_key(j, "time_ns");
-        sl_json_uint(j, sum.ns[ph]);
+        sl_json_uint(j, ph[i].ns);
         sl_json_object_end(j);
     }
     sl_json_object_end(j);

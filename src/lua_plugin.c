@@ -187,13 +187,11 @@ static struct sl_plugin *plugin_new(const struct sl_plugin_conf *conf, const cha
     p->name = xstrdup(conf->name);
     p->version = meta->version ? xstrdup(meta->version) : strdup("0");
     p->source = strdup(path);
-    p->stats = calloc(nworkers, sizeof *p->stats);
-    p->nstats = nworkers;
     im->config_file = xstrdup(config_file);
     im->slots = calloc(nworkers, sizeof *im->slots);
     im->nslots = nworkers;
-    if (p->name == NULL || p->version == NULL || p->source == NULL || p->stats == NULL ||
-        im->slots == NULL || (config_file != NULL && im->config_file == NULL)) {
+    if (p->name == NULL || p->version == NULL || p->source == NULL || im->slots == NULL ||
+        (config_file != NULL && im->config_file == NULL)) {
         sl_plugin_free(p);          /* frees im through the kind */
         return NULL;
     }

@@ -30,7 +30,7 @@ extern const struct sl_plugin_kind sl_lua_kind;
  * On success *out is a new plugin (free with sl_plugin_free): name
  * conf->name, priority conf->priority when the config sets one, else the
  * file's, phases and body from the file, on_error from conf, conf
- * borrowed (it must outlive the plugin), per-worker stats for
+ * borrowed (it must outlive the plugin), per-worker VM slots for
  * sl_lua_nworkers() workers. sl_lua_init must have been called (it is
  * called with one worker per CPU if not).
  *

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "config.h"
 #include "gen.h"
 #include "log.h"
@@ -231,6 +232,7 @@ int main(int argc, char **argv)
         sl_config_free(cfg);
         return 1;
     }
+    sl_clock_init();
     /* One row of metric cells per worker, before any generation takes
      * its slots. */
     if (sl_metrics_init(nworkers) < 0) {

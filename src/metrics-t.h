@@ -42,12 +42,12 @@ enum {
 #define SL_METRICS_BACKEND_USES (SL_METRICS_BACKEND_ERRORS + SL_METRICS_UP_ERROR_COUNT)
 #define SL_METRICS_BACKEND_SLOTS (SL_METRICS_BACKEND_USES + 2)
 
-/* A plugin's range: per phase, calls, failures, budget kills and the
- * duration histogram (sum in ns). */
-#define SL_METRICS_PHASE_CALLS 0
-#define SL_METRICS_PHASE_ERRORS 1
-#define SL_METRICS_PHASE_BUDGET 2
-#define SL_METRICS_PHASE_HIST 3
+/* A plugin's range: per phase, failures, budget kills and the duration
+ * histogram (sum in ns). Calls are the histogram's count: one observation
+ * per call, so the hot path counts each call once. */
+#define SL_METRICS_PHASE_ERRORS 0
+#define SL_METRICS_PHASE_BUDGET 1
+#define SL_METRICS_PHASE_HIST 2
 #define SL_METRICS_PHASE_SLOTS (SL_METRICS_PHASE_HIST + SL_METRICS_HIST_CELLS)
 #define SL_METRICS_PLUGIN_SLOTS (SL_METRICS_PHASE_SLOTS * SL_PHASE_COUNT)
 

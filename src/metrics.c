@@ -441,17 +441,42 @@ void sl_metrics_upstream_conns_add(int worker, int delta)
 }
 
 void sl_metrics_plugin_call(const struct sl_plugin *p, int worker, enum sl_phase phase,
-                            int64_t ns, bool failed, bool budget)
+                            int64_t ns)
+{
+    if (p->metrics == NULL)
+        return;
+    observe(p->metrics + (size_t)worker * CHUNK + (size_t)phase * SL_METRICS_PHASE_SLOTS +
+                SL_METRICS_PHASE_HIST,
+            &plugin_time, ns);
+}
+
+void sl_metrics_plugin_failed(const struct sl_plugin *p, int worker, enum sl_phase phase,
+                              bool budget)
 {
     if (p->metrics == NULL)
         return;
     cell_t *base = p->metrics + (size_t)worker * CHUNK + (size_t)phase * SL_METRICS_PHASE_SLOTS;
-    bump(&base[SL_METRICS_PHASE_CALLS], 1);
-    if (failed) {
-        bump(&base[SL_METRICS_PHASE_ERRORS], 1);
-        bump(&base[SL_METRICS_PHASE_BUDGET], budget);
+    bump(&base[SL_METRICS_PHASE_ERRORS], 1);
+    bump(&base[SL_METRICS_PHASE_BUDGET], budget);
+}
+
+void sl_metrics_plugin_totals(const struct sl_plugin *p, enum sl_phase phase,
+                              struct sl_metrics_plugin_totals *out)
+{
+    memset(out, 0, sizeof *out);
+    if (p->metrics == NULL)
+        return;
+    for (int w = 0; w < nworkers; w++) {
+        const cell_t *base = p->metrics + (size_t)w * CHUNK + (size_t)phase * SL_METRICS_PHASE_SLOTS;
+        out->errors += atomic_load_explicit(&base[SL_METRICS_PHASE_ERRORS], memory_order_relaxed);
+        out->budget_kills +=
+            atomic_load_explicit(&base[SL_METRICS_PHASE_BUDGET], memory_order_relaxed);
+        for (unsigned i = 0; i <= SL_METRICS_NBUCKETS; i++)
+            out->calls += atomic_load_explicit(&base[SL_METRICS_PHASE_HIST + i],
+                                               memory_order_relaxed);
+        out->ns += atomic_load_explicit(&base[SL_METRICS_PHASE_HIST + SL_METRICS_NBUCKETS + 1],
+                                        memory_order_relaxed);
     }
-    observe(base + SL_METRICS_PHASE_HIST, &plugin_time, ns);
 }
 
 /* --- plugins' own metrics -------------------------------------------------------- */

@@ -110,11 +110,27 @@ void sl_metrics_upstream_error(const struct sl_gen *g, int worker, size_t gidx,
 void sl_metrics_client_conns_add(int worker, int delta);
 void sl_metrics_upstream_conns_add(int worker, int delta);
 
-/* Counts one call of plugin p's phase on worker that took ns nanoseconds,
- * whether it failed and whether a budget stopped it. p must belong to a
- * generation that went through sl_metrics_gen_attach. */
+/* Counts one call of plugin p's phase on worker that took ns nanoseconds
+ * (an observation of its duration histogram, whose count is the calls).
+ * Nothing when p's generation did not go through sl_metrics_gen_attach
+ * (the plugin test harness). */
 void sl_metrics_plugin_call(const struct sl_plugin *p, int worker, enum sl_phase phase,
-                            int64_t ns, bool failed, bool budget);
+                            int64_t ns);
+
+/* Counts a failed call (already counted by sl_metrics_plugin_call), and
+ * whether a CPU or memory budget stopped it. */
+void sl_metrics_plugin_failed(const struct sl_plugin *p, int worker, enum sl_phase phase,
+                              bool budget);
+
+/* What the registry holds for plugin p's name in phase, summed over the
+ * workers, since the process started (reloads keep the counters): calls,
+ * failed calls, calls a budget stopped and their total time. Zeros when
+ * p's generation was not attached. Called off the request path (admin). */
+struct sl_metrics_plugin_totals {
+    uint64_t calls, errors, budget_kills, ns;
+};
+void sl_metrics_plugin_totals(const struct sl_plugin *p, enum sl_phase phase,
+                              struct sl_metrics_plugin_totals *out);
 
 /* Defines a metric of plugin: sluice_plugin_<plugin>_<name> (a '-' in the
  * plugin's name becomes '_'; a counter's name gets _total appended unless

@@ -132,6 +132,15 @@ static int put_u64_sample(struct sl_buf *b, const char *name, const char *suffix
 
 /* A built-in histogram at slot: cumulative buckets, +Inf, the sum (kept
  * in units of 10^-scale seconds) and the count. */
+/* A histogram's observations: the sum of its buckets (+Inf included). */
+static uint64_t hist_count(uint32_t slot)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i <= SL_METRICS_NBUCKETS; i++)
+        n += sl_metrics_registry_sum(slot + i);
+    return n;
+}
+
 static int put_histogram(struct sl_buf *b, const char *name, const struct labels *l,
                          uint32_t slot, const char *const *le, int scale)
 {
@@ -264,9 +273,9 @@ static int render_upstreams(struct render *r)
 
 static int render_plugins(struct render *r)
 {
+    /* calls are the duration histogram's count (UINT32_MAX: sum its buckets) */
     static const struct { const char *name, *help; uint32_t off; } counters[] = {
-        {"sluice_plugin_calls_total", "Plugin hook calls, by plugin and phase.",
-         SL_METRICS_PHASE_CALLS},
+        {"sluice_plugin_calls_total", "Plugin hook calls, by plugin and phase.", UINT32_MAX},
         {"sluice_plugin_errors_total", "Plugin hook calls that failed, by plugin and phase.",
          SL_METRICS_PHASE_ERRORS},
         {"sluice_plugin_budget_kills_total",
@@ -293,7 +302,9 @@ static int render_plugins(struct render *r)
                                  sl_phase_name((enum sl_phase)ph), NULL, NULL);
                 if (c < 3)
                     rc |= put_u64_sample(b, counters[c].name, "", &r->l, NULL,
-                                         sl_metrics_registry_sum(base + counters[c].off));
+                                         counters[c].off == UINT32_MAX
+                                             ? hist_count(base + SL_METRICS_PHASE_HIST)
+                                             : sl_metrics_registry_sum(base + counters[c].off));
                 else
                     rc |= put_histogram(b, "sluice_plugin_duration_seconds", &r->l,
                                         base + SL_METRICS_PHASE_HIST, plugin_le, 9);

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "metrics.h"
@@ -37,7 +37,6 @@ void sl_plugin_free(struct sl_plugin *p)
     free(p->name);
     free(p->version);
     free(p->source);
-    free(p->stats);
     free(p);
 }
 
@@ -112,22 +111,14 @@ void sl_chain_request_done(const struct sl_chain *ch, struct sl_conn *c)
             ch->all[i]->kind->request_done(ch->all[i], c);
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* A hook of p failed: logs and counts it, and applies p's on_error.
  * Returns SL_ACTION_CONTINUE to go on with the phase, or the phase's
- * answer. Apart from the hot loop: it runs rarely, and logs. */
-static int hook_failed(struct sl_plugin *p, struct sl_plugin_stats *st, enum sl_phase phase,
-                       struct sl_conn *c, const char *err, bool budget)
+ * answer. Out of the hot loop: it runs rarely, and logs. */
+static __attribute__((noinline, cold)) int hook_failed(struct sl_plugin *p, enum sl_phase phase,
+                                                     struct sl_conn *c, const char *err,
+                                                     bool budget)
 {
-    st->errors[phase]++;
-    if (budget)
-        st->budget_kills++;
+    sl_metrics_plugin_failed(p, c->w->id, phase, budget);
     SL_ERROR("plugin %s: %s phase failed (request %s): %s", p->name,
              sl_phase_name(phase), c->req.id, err[0] ? err : "error");
     if (phase == SL_PHASE_LOG || p->on_error == SL_ON_ERROR_CONTINUE)
@@ -151,30 +142,28 @@ int sl_chain_run(const struct sl_chain *ch, enum sl_phase phase, struct sl_conn 
     int worker = c->w->id;
     char err[1024];
     /* One clock read per hook plus one: each read ends a hook's time and
-     * starts the next one's, so the next plugin is charged the few
-     * counter updates in between. A failure, whose logging may take far
-     * longer, reads the clock again. */
-    int64_t t0 = mono_ns();
+     * starts the next one's, so the next plugin is charged the counter
+     * update in between. A failure, whose logging may take far longer,
+     * reads the clock again. */
+    int64_t t0 = sl_clock_ns();
     for (size_t i = 0; i < n; i++) {
         struct sl_plugin *p = by[i];
         bool budget = false;
         err[0] = '\0';
         int rc = p->kind->call(p, phase, c, err, sizeof err, &budget);
-        int64_t t1 = mono_ns();
-        int64_t ns = t1 - t0;
+        int64_t t1 = sl_clock_ns();
+        sl_metrics_plugin_call(p, worker, phase, t1 - t0);
         t0 = t1;
-        struct sl_plugin_stats *st = &p->stats[(size_t)worker < p->nstats ? (size_t)worker : 0];
-        st->ns[phase] += (uint64_t)ns;
-        st->calls[phase]++;
-        sl_metrics_plugin_call(p, worker, phase, ns, rc == SL_ACTION_ERROR, budget);
+        if (rc == SL_ACTION_CONTINUE)
+            continue;
         if (rc == SL_ACTION_ERROR) {
-            rc = hook_failed(p, st, phase, c, err, budget);
-            t0 = mono_ns();
+            rc = hook_failed(p, phase, c, err, budget);
+            t0 = sl_clock_ns();
             if (rc == SL_ACTION_CONTINUE)
                 continue;
             return rc;
         }
-        if (rc == SL_ACTION_RESPOND && phase != SL_PHASE_LOG)
+        if (phase != SL_PHASE_LOG)
             return SL_ACTION_RESPOND;
     }
     return SL_ACTION_CONTINUE;

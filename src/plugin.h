@@ -66,14 +66,6 @@ struct sl_plugin_kind {
     int (*has_changed)(const struct sl_plugin *p, const struct sl_config *cfg);
 };
 
-/* Per-plugin counters; per worker, so no atomics (summed at scrape time). */
-struct sl_plugin_stats {
-    uint64_t calls[SL_PHASE_COUNT];
-    uint64_t errors[SL_PHASE_COUNT];
-    uint64_t budget_kills;
-    uint64_t ns[SL_PHASE_COUNT];
-};
-
 /* A loaded plugin instance. Owned by the generation that loaded it. */
 struct sl_plugin {
     char *name;                 /* owned */
@@ -87,12 +79,11 @@ struct sl_plugin {
     const struct sl_plugin_kind *kind;
     void *impl;                 /* kind-specific, owned through kind->release */
     size_t slot;                /* index of this instance's per-request context slot */
-    struct sl_plugin_stats *stats;  /* owned: one per worker, indexed by worker id */
-    size_t nstats;
     int64_t loaded_ms;          /* wall clock of the load, ms since the epoch (admin API) */
     char sha256[65];            /* of the source file as loaded, lowercase hex; "" if unreadable */
     _Atomic uint64_t *metrics;  /* worker 0's metric cells of its plugin name (metrics.c),
-                                 * set when its generation is built; NULL before */
+                                 * set when its generation is built; NULL before. Its
+                                 * calls, errors and time are counted there only. */
 };
 
 /* One ordered chain: the plugins active on a route, per phase. */
@@ -126,7 +117,7 @@ void sl_chain_fini(struct sl_chain *ch);
 /* Tells every plugin of the chain that the request on c is over. */
 void sl_chain_request_done(const struct sl_chain *ch, struct sl_conn *c);
 
-/* Frees a plugin instance (its impl through its kind, its stats). */
+/* Frees a plugin instance (its impl through its kind). */
 void sl_plugin_free(struct sl_plugin *p);
 
 /* Runs one phase of the chain for the request on c. Returns

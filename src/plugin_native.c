@@ -481,11 +481,9 @@ static struct sl_plugin *plugin_new(const struct sl_plugin_conf *conf, const cha
     p->name = xstrdup(conf->name);
     p->version = strdup(d->version ? d->version : "0");
     p->source = strdup(path);
-    p->stats = calloc(nworkers ? nworkers : 1, sizeof *p->stats);
-    p->nstats = nworkers;
     im->workers = calloc(nworkers ? nworkers : 1, sizeof *im->workers);
     im->nworkers = nworkers;
-    if (p->name == NULL || p->version == NULL || p->source == NULL || p->stats == NULL ||
+    if (p->name == NULL || p->version == NULL || p->source == NULL ||
         im->workers == NULL) {
         sl_plugin_free(p);          /* frees im through the kind */
         return NULL;

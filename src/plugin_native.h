@@ -41,8 +41,7 @@ extern const struct sl_plugin_kind sl_native_kind;
  * conf->name, priority conf->priority when the config sets one, else the
  * descriptor's, phases from the hooks it sets, body from its body bits and
  * body hooks, on_error from conf, conf borrowed (it must outlive the
- * plugin), source path, sha256 the content's, per-worker stats and
- * worker slots for sl_lua_nworkers() workers. Returns 0. */
+ * plugin), source path, sha256 the content's, and worker slots for sl_lua_nworkers() workers. Returns 0. */
 int sl_native_plugin_load(const struct sl_plugin_conf *conf, const char *path,
                           const char *config_file, struct sl_plugin **out, char *err,
                           size_t errlen);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "conn.h"
 #include "gen.h"
@@ -652,4 +653,15 @@ int sl_test_reply(struct sl_conn *c, const char **body, size_t *len)
         *len = sl_body_len(&r->resp_body);
     }
     return r->in_reply_phase ? r->status : r->local_status;
+}
+
+bool sl_test_clock_init(void)
+{
+    sl_clock_init();
+    return sl_clock_tsc;
+}
+
+int64_t sl_test_clock_ns(void)
+{
+    return sl_clock_ns();
 }

@@ -17,7 +17,9 @@
 #ifndef SL_TESTING_H
 #define SL_TESTING_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sl_conn;
 struct sl_test_plugin;
@@ -171,5 +173,12 @@ double sl_test_shdict_count_threads(struct sl_shdict *d, const char *key, int nt
  * err. */
 int sl_test_shdict_stress(struct sl_shdict *d, int nthreads, int iters, int nkeys,
                           size_t maxlen, char *err, size_t errlen);
+
+/* Runs sl_clock_init as sluice does at start and returns whether the
+ * plugin hook clock now reads the CPU's time-stamp counter. */
+bool sl_test_clock_init(void);
+
+/* One reading of the plugin hook clock (sl_clock_ns), in nanoseconds. */
+int64_t sl_test_clock_ns(void);
 
 #endif

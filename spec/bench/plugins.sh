@@ -17,16 +17,17 @@
 # sluice-chain-K runs K tiny Lua plugins (each sets its own request header):
 # the cost of a chain should grow linearly with K.
 #
-# Measured: instructions per request under callgrind (difference of two
-# exact-count runs, 100-byte responses, as run.sh does) and requests/s in
-# interleaved wrk rounds. Then spec/bench/budget_cost.lua (what the CPU
+# Measured: instructions per request under callgrind (a counted window of
+# requests after an uncounted warm-up, 100-byte responses; cg_run below) and
+# requests/s in interleaved wrk rounds. Then spec/bench/budget_cost.lua (what the CPU
 # budget instrumentation costs a loop-heavy plugin, JIT on). Everything lands
 # in build/bench-plugins/ (summary.txt holds the table).
 #
 # Exit status: 0 when everything ran (targets met or not: a benchmark, not a
 # test); 1 when something failed to run or a proxy misbehaved. Tunables as in
-# run.sh (BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNS, BENCH_N1, BENCH_N2,
-# BENCH_WARMUP, BENCH_PIN, BENCH_SLUICE), plus BENCH_VARIANTS="a b ..." to
+# run.sh (BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNS, BENCH_PIN, BENCH_SLUICE),
+# BENCH_CG_WARMUP (1000) and BENCH_WINDOW (2000) requests for callgrind,
+# plus BENCH_VARIANTS="a b ..." to
 # measure a subset and BENCH_NATIVE_DIR=dir to take native plugins (NAME.so)
 # from dir first.
 set -uo pipefail
@@ -40,6 +41,8 @@ source "$HERE/run.sh"
 SHOW=$ROOT/build/bench-plugins
 ROUNDS=${BENCH_ROUNDS:-3}
 SIZE=100
+CG_WARMUP=${BENCH_CG_WARMUP:-1000}
+WINDOW=${BENCH_WINDOW:-2000}
 NGINX_MODULES=/usr/lib/nginx/modules
 
 ALL_VARIANTS=(sluice-plain sluice-lua sluice-native sluice-headers sluice-headers-native sluice-chain-1 sluice-chain-5 sluice-chain-10
@@ -253,38 +256,47 @@ available() {  # available VARIANT: can it run on this machine?
 
 # --- measurements ------------------------------------------------------------------
 
-cg_run() {  # cg_run VARIANT N: sets CG_IR
-    local v=$1 n=$2 tag=callgrind.$1.$2
+# cg_run VARIANT: sets CG_IR to instructions per request. callgrind starts
+# with instrumentation off; BENCH_CG_WARMUP requests warm the proxy (and its
+# Lua JIT) up, then instrumentation counts exactly BENCH_WINDOW requests and goes
+# off again. Unlike a difference of two runs, nothing one-off (start, stop,
+# how much a JIT compiles while warming up, which varies from run to run)
+# gets into the figure; it repeats to a few instructions.
+cg_run() {
+    local v=$1 tag=callgrind.$1
     local cg=$OUT/$tag.out
     CG_IR=""
-    start_variant "$v" "$tag" valgrind --tool=callgrind --callgrind-out-file="$cg" || return 1
-    if ! timeout 600 python3 "$CLIENT" "127.0.0.1:$PROXY_PORT" "/size/$SIZE" "$WARMUP" "$SIZE" ||
-       ! timeout 600 python3 "$CLIENT" "127.0.0.1:$PROXY_PORT" "/size/$SIZE" "$n" "$SIZE"; then
-        bad "$v under callgrind: the client failed (see $OUT/$tag.log)"
+    rm -f "$cg"*
+    start_variant "$v" "$tag" valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$cg" || return 1
+    if ! timeout 600 python3 "$CLIENT" "127.0.0.1:$PROXY_PORT" "/size/$SIZE" "$CG_WARMUP" "$SIZE" ||
+       ! callgrind_control -i on "$PROXY_PID" >/dev/null 2>&1 ||
+       ! timeout 600 python3 "$CLIENT" "127.0.0.1:$PROXY_PORT" "/size/$SIZE" "$WINDOW" "$SIZE" ||
+       ! callgrind_control -i off "$PROXY_PID" >/dev/null 2>&1; then
+        bad "$v under callgrind: the client or callgrind_control failed (see $OUT/$tag.log)"
         stop "$PROXY_PID" KILL 5
         return 1
     fi
     stop_variant "$v" 60 || return 1
-    # HAProxy and nginx may leave one file per process/thread: sum them.
-    CG_IR=$(cat "$cg"* 2>/dev/null | awk '/^summary:/ { s += $2 } END { if (s) print s }')
-    [[ -n $CG_IR ]] || { bad "$v under callgrind: no summary in $cg"; return 1; }
+    local ir
+    ir=$(cat "$cg"* 2>/dev/null | awk '/^totals:/ { s += $2 } END { if (s) print s }')
+    [[ -n $ir ]] || { bad "$v under callgrind: no totals in $cg"; return 1; }
+    CG_IR=$(awk -v ir="$ir" -v n="$WINDOW" 'BEGIN { printf "%.1f", ir / n }')
 }
 
 instructions() {
     say ""
-    say "== instructions per request: callgrind, /size/$SIZE, ($WARMUP warm-up + N) requests"
-    say "   on one keep-alive connection, N1=$N1 and N2=$N2; Ir/request = (Ir2 - Ir1) / (N2 - N1)"
-    local v ir1 ir2
+    say "== instructions per request: callgrind, /size/$SIZE, on one keep-alive connection:"
+    say "   $CG_WARMUP warm-up requests uncounted, then a window of $WINDOW requests counted"
+    local v
     for v in "${VARIANTS[@]}"; do
         available "$v" || { say "  $v: not available here, skipped"; RES[ir.$v]="-"; continue; }
-        ir1="" ir2=""
-        cg_run "$v" "$N1" && ir1=$CG_IR && cg_run "$v" "$N2" && ir2=$CG_IR
-        if [[ -z $ir1 || -z $ir2 ]]; then
+        if ! cg_run "$v"; then
             RES[ir.$v]=INVALID
             continue
         fi
-        RES[ir.$v]=$(per_request "$ir1" "$ir2")
-        printf '  %-16s Ir(N1)=%s Ir(N2)=%s -> %s instructions/request\n' "$v" "$ir1" "$ir2" "${RES[ir.$v]}"
+        RES[ir.$v]=$CG_IR
+        printf '  %-22s %s instructions/request\n' "$v" "${RES[ir.$v]}"
     done
 }
 

@@ -234,7 +234,7 @@ median() {  # median of the arguments (numbers); empty when there are none
 
 ratio() {  # ratio A B, or "-" when either is not a number
     awk -v a="$1" -v b="$2" 'BEGIN {
-        if (a !~ /^[0-9.eE+-]+$/ || b !~ /^[0-9.eE+-]+$/ || b + 0 == 0) { print "-"; exit }
+        if (a !~ /^[0-9.eE+-]+$/ || b !~ /^[0-9.eE+-]+$/ || a !~ /[0-9]/ || b + 0 == 0) { print "-"; exit }
         printf "%.2f", a / b }'
 }
 

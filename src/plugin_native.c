@@ -63,6 +63,12 @@ struct sl_plugin_state {
     struct sl_plugin_state *next;
 };
 
+/* The kind of an instance, after what its module's descriptor sets: a
+ * module without worker_init has no worker state to look up at each call,
+ * and one without request_free nothing to do at the request's end, so the
+ * chain skips that walk (defined at the end). */
+static const struct sl_plugin_kind *kind_for(const struct sluice_plugin *d);
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct module *modules;
 static char copy_dir[PATH_MAX];
@@ -461,7 +467,7 @@ static struct sl_plugin *plugin_new(const struct sl_plugin_conf *conf, const cha
         impl_free(im);
         return NULL;
     }
-    p->kind = &sl_native_kind;
+    p->kind = kind_for(d);
     p->impl = im;
     p->conf = conf;
     p->on_error = conf->on_error;
@@ -530,9 +536,11 @@ int sl_native_plugin_load(const struct sl_plugin_conf *conf, const char *path,
 /* --- per worker, per request ------------------------------------------------------- */
 
 /* This worker's state of the instance, made by worker_init at the first
- * call. Returns 0, or -1 with a message in err. */
-static int worker_state(struct sl_plugin *p, struct sl_conn *c, void **out, char *err,
-                        size_t errlen)
+ * call there (or after a failed one, at most once a second); NULL without
+ * worker_init. Apart from the hot path, which finds a ready slot itself.
+ * Returns 0, or -1 with a message in err. */
+static __attribute__((noinline)) int worker_start(struct sl_plugin *p, struct sl_conn *c,
+                                                  void **out, char *err, size_t errlen)
 {
     struct native_impl *im = p->impl;
     const struct sluice_plugin *d = &im->mod->desc;
@@ -580,42 +588,61 @@ static int worker_state(struct sl_plugin *p, struct sl_conn *c, void **out, char
     return 0;
 }
 
-static struct sl_plugin_state *state_of(struct sl_conn *c, const struct sl_plugin *p)
+/* The worker state request_free gets: worker_init's on c's worker, NULL
+ * when there is none (no worker_init, or it never succeeded there). */
+static void *worker_state_of(const struct native_impl *im, const struct sl_conn *c)
 {
-    for (struct sl_plugin_state *s = c->req.plugin_state; s != NULL; s = s->next)
-        if (s->owner == p)
-            return s;
-    return NULL;
+    size_t id = (size_t)c->w->id;
+    return id < im->nworkers && im->workers[id].ready ? im->workers[id].state : NULL;
 }
 
-/* Keeps value as p's state for the request on c. Returns 0, or -1 on OOM
- * (value is then handed to request_free at once). */
-static int keep_state(struct sl_plugin *p, struct sl_conn *c, struct sl_plugin_state *s,
-                      void *value, void *wstate)
+/* One hook call as the stack holds it. Whatever is needed after the hook
+ * is read back from here rather than kept in registers: then no register
+ * has to survive the call and the hot path saves and restores none. (req
+ * is not first: with the two addresses apart the compiler computes each
+ * from the stack pointer instead of keeping one in a saved register.) */
+struct call {
+    void *state;                    /* the hook's slot while the request keeps none for p */
+    enum sl_phase phase;
+    struct sluice_req req;          /* all the plugin sees */
+};
+
+/* Keeps the state a hook set on its request's first call with one (k's
+ * own slot) in a node of the request's arena. Returns 0, or -1 on OOM:
+ * the state then goes to request_free at once. */
+static int keep_state(struct call *k)
 {
+    struct sl_conn *c = k->req.c;
+    struct sl_plugin_state *s = sl_arena_alloc(&c->arena, sizeof *s);
     if (s == NULL) {
-        s = sl_arena_alloc(&c->arena, sizeof *s);
-        if (s == NULL) {
-            struct native_impl *im = p->impl;
-            if (im->mod->desc.request_free != NULL)
-                im->mod->desc.request_free(im->instance, wstate, value);
-            return -1;
-        }
-        s->owner = p;
-        s->next = c->req.plugin_state;
-        c->req.plugin_state = s;
+        const struct native_impl *im = k->req.p->impl;
+        if (im->mod->desc.request_free != NULL)
+            im->mod->desc.request_free(im->instance, worker_state_of(im, c), k->state);
+        return -1;
     }
-    s->value = value;
+    s->owner = k->req.p;
+    s->value = k->state;
+    s->next = c->req.plugin_state;
+    c->req.plugin_state = s;
     return 0;
 }
 
-/* What a hook's result other than SLUICE_CONTINUE means for the chain.
- * Apart from the hot path: a hook that goes on is the common case. */
-static int hook_result(enum sl_phase phase, struct sl_conn *c, int rc, char *err, size_t errlen)
+/* What follows a hook that did more than go on: kept a first state, or
+ * returned something other than SLUICE_CONTINUE. Apart from the hot path. */
+static __attribute__((noinline)) int after_hook(struct call *k, int rc)
 {
+    struct sl_conn *c = k->req.c;
+    char *err = k->req.err;
+    size_t errlen = k->req.errlen;
+    if (k->state != NULL && keep_state(k) < 0) {
+        snprintf(err, errlen, "out of memory (keeping the request's state)");
+        return SL_ACTION_ERROR;
+    }
     switch (rc) {
+    case SLUICE_CONTINUE:
+        return SL_ACTION_CONTINUE;
     case SLUICE_RESPOND:
-        if (phase != SL_PHASE_LOG && c->req.local_status == 0) {
+        if (k->phase != SL_PHASE_LOG && c->req.local_status == 0) {
             snprintf(err, errlen, "the hook returned SLUICE_RESPOND without a local reply "
                      "(call respond first)");
             return SL_ACTION_ERROR;
@@ -631,45 +658,89 @@ static int hook_result(enum sl_phase phase, struct sl_conn *c, int rc, char *err
     }
 }
 
-/* The hot path of every native hook (spec/bench/plugins.sh measures it):
- * no worker state to look up for plugins without worker_init. */
+/* The hot path of every native hook (spec/bench/steady.sh measures it).
+ * The request's states are a list, empty for most requests: a plugin
+ * that kept one gets its node's slot to change in place, the others a
+ * slot of the call's own, which after_hook keeps when the hook filled it.
+ * Only the phases in p->phases are called (the chain and the test harness
+ * call no others), so the hook is there; *budget stays as the caller set
+ * it, as no budget applies to native code; err is cleared here for
+ * after_hook to tell whether the plugin reported anything. */
+static inline __attribute__((always_inline)) int call_hook(struct sl_plugin *p,
+                                                           enum sl_phase phase,
+                                                           struct sl_conn *c, char *err,
+                                                           size_t errlen, void *wstate)
+{
+    const struct native_impl *im = p->impl;
+    struct call k = {
+        .state = NULL,
+        .phase = phase,
+        .req = { .c = c, .p = p, .err = err, .errlen = errlen },
+    };
+    void **slot = &k.state;
+    for (struct sl_plugin_state *s = c->req.plugin_state; __builtin_expect(s != NULL, 0);
+         s = s->next) {
+        if (s->owner == p) {
+            slot = &s->value;
+            break;
+        }
+    }
+    err[0] = '\0';
+    int rc = im->hooks[phase](&k.req, im->instance, wstate, slot);
+    if (__builtin_expect(rc != SLUICE_CONTINUE || k.state != NULL, 0))
+        return after_hook(&k, rc);
+    return SL_ACTION_CONTINUE;
+}
+
+/* The call of a module without worker_init: its hooks get NULL. */
 static int native_call(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c, char *err,
                        size_t errlen, bool *budget)
 {
-    struct native_impl *im = p->impl;
-    sluice_hook_fn fn = im->hooks[phase];
-    void *wstate = NULL;
-    *budget = false;
-    if (fn == NULL)
-        return SL_ACTION_CONTINUE;
-    if (im->mod->desc.worker_init != NULL && worker_state(p, c, &wstate, err, errlen) < 0)
-        return SL_ACTION_ERROR;
-    struct sl_plugin_state *s = state_of(c, p);
-    void *before = s ? s->value : NULL, *state = before;
-    struct sluice_req req = { .c = c, .p = p, .err = err, .errlen = errlen };
-    err[0] = '\0';
-    int rc = fn(&req, im->instance, wstate, &state);
-    if (state != before && keep_state(p, c, s, state, wstate) < 0) {
-        snprintf(err, errlen, "out of memory (keeping the request's state)");
-        return SL_ACTION_ERROR;
-    }
-    return rc == SLUICE_CONTINUE ? SL_ACTION_CONTINUE : hook_result(phase, c, rc, err, errlen);
+    (void)budget;
+    return call_hook(p, phase, c, err, errlen, NULL);
 }
 
-/* The request's state goes to request_free (arena memory needs nothing). */
+/* A call of a module with worker_init on a worker whose state is not
+ * made yet. Apart, so that the usual call, whose state is ready, makes
+ * no call but the hook's. */
+static __attribute__((noinline)) int call_first(struct sl_plugin *p, enum sl_phase phase,
+                                                struct sl_conn *c, char *err, size_t errlen)
+{
+    void *wstate;
+    if (worker_start(p, c, &wstate, err, errlen) < 0)
+        return SL_ACTION_ERROR;
+    return call_hook(p, phase, c, err, errlen, wstate);
+}
+
+/* The call of a module with worker_init: its hooks get this worker's
+ * state, made at the worker's first call. */
+static int native_call_worker(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c,
+                              char *err, size_t errlen, bool *budget)
+{
+    (void)budget;
+    const struct native_impl *im = p->impl;
+    size_t id = (size_t)c->w->id;
+    if (__builtin_expect(id < im->nworkers && im->workers[id].ready, 1))
+        return call_hook(p, phase, c, err, errlen, im->workers[id].state);
+    return call_first(p, phase, c, err, errlen);
+}
+
+/* The request's state goes to request_free. Only modules with a
+ * request_free have it: for the others the request's reset drops the
+ * list (arena memory) and there is nothing else to do. The slot is
+ * cleared so that a second call frees nothing twice. */
 static void native_request_done(struct sl_plugin *p, struct sl_conn *c)
 {
-    struct sl_plugin_state *s = state_of(c, p);
+    struct sl_plugin_state *s = c->req.plugin_state;
+    while (s != NULL && s->owner != p)
+        s = s->next;
     if (s == NULL || s->value == NULL)
         return;
-    struct native_impl *im = p->impl;
+    const struct native_impl *im = p->impl;
     void *value = s->value;
     s->value = NULL;
-    if (im->mod->desc.request_free == NULL)
-        return;
-    size_t id = (size_t)c->w->id;
-    void *wstate = id < im->nworkers && im->workers[id].ready ? im->workers[id].state : NULL;
-    im->mod->desc.request_free(im->instance, wstate, value);
+    if (im->mod->desc.request_free != NULL)
+        im->mod->desc.request_free(im->instance, worker_state_of(im, c), value);
 }
 
 /* The worker retired the instance's generation: worker_fini on its own
@@ -708,9 +779,41 @@ static int native_has_changed(const struct sl_plugin *p, const struct sl_config 
 
 const struct sl_plugin_kind sl_native_kind = {
     .name = "native",
+    .call = native_call_worker,
+    .release = native_release,
+    .request_done = native_request_done,
+    .worker_release = native_worker_release,
+    .has_changed = native_has_changed,
+};
+
+static const struct sl_plugin_kind native_kind_worker = {
+    .name = "native",
+    .call = native_call_worker,
+    .release = native_release,
+    .worker_release = native_worker_release,
+    .has_changed = native_has_changed,
+};
+
+static const struct sl_plugin_kind native_kind_free = {
+    .name = "native",
     .call = native_call,
     .release = native_release,
     .request_done = native_request_done,
     .worker_release = native_worker_release,
     .has_changed = native_has_changed,
 };
+
+static const struct sl_plugin_kind native_kind_plain = {
+    .name = "native",
+    .call = native_call,
+    .release = native_release,
+    .worker_release = native_worker_release,
+    .has_changed = native_has_changed,
+};
+
+static const struct sl_plugin_kind *kind_for(const struct sluice_plugin *d)
+{
+    if (d->worker_init != NULL)
+        return d->request_free != NULL ? &sl_native_kind : &native_kind_worker;
+    return d->request_free != NULL ? &native_kind_free : &native_kind_plain;
+}

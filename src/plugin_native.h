@@ -20,6 +20,12 @@
 #include "config-t.h"
 #include "plugin.h"
 
+/* The native kind in full: hooks get the worker's state (worker_init),
+ * the request's state goes to request_free at the request's end. An
+ * instance gets it, or a leaner twin of the same name when its module has
+ * no worker_init or no request_free (so a module without request_free
+ * costs the chain nothing at the request's end): tell native instances by
+ * kind->name, not by this address. */
 extern const struct sl_plugin_kind sl_native_kind;
 
 /* Loads the native plugin file path (as found in the plugin paths) for
@@ -41,7 +47,8 @@ extern const struct sl_plugin_kind sl_native_kind;
  * conf->name, priority conf->priority when the config sets one, else the
  * descriptor's, phases from the hooks it sets, body from its body bits and
  * body hooks, on_error from conf, conf borrowed (it must outlive the
- * plugin), source path, sha256 the content's, and worker slots for sl_lua_nworkers() workers. Returns 0. */
+ * plugin), source path, sha256 the content's, and worker slots for
+ * sl_lua_nworkers() workers. Returns 0. */
 int sl_native_plugin_load(const struct sl_plugin_conf *conf, const char *path,
                           const char *config_file, struct sl_plugin **out, char *err,
                           size_t errlen);

@@ -184,6 +184,23 @@ describe("native plugins", function()
       assert.equal("workers=1 freed=2 calls=1", stats)
     end)
 
+    it("keep per-request state without worker_init, freed once as requests end", function()
+      local proxy = start({ FIX }, "  - keeper\n  - keeper-arena")
+      finally(function() proxy:stop() end)
+      local stats, arena
+      for _ = 1, 3 do
+        local resp = assert(h.get(proxy.port, "/echo"))
+        assert.equal(200, resp.status)
+        assert.matches("\r\nX%-keeper%-Calls: 1\r\n", resp.body)
+        assert.matches("\r\nX%-keeper%-arena%-Calls: 1\r\n", resp.body)
+        stats, arena = resp.headers["x-keeper-stats"], resp.headers["x-keeper-arena-stats"]
+      end
+      -- the first two requests' states went to request_free once each; the
+      -- arena's need none
+      assert.equal("freed=2 calls=1", stats)
+      assert.equal("freed=0 calls=1", arena)
+    end)
+
     describe("share one chain with Lua plugins, ordered by priority", function()
       local tmp
       lazy_setup(function()

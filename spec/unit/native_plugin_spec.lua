@@ -85,6 +85,100 @@ describe("a native plugin", function()
     end)
   end)
 
+  describe("without worker_init keeps its request's state", function()
+    local function keeper(name, config)
+      return assert(harness.load(FIX .. "/" .. name .. ".so", config))
+    end
+
+    -- X-NAME-Stats of a fresh request's response hook: "freed=M calls=N".
+    local function stats_of(p, name)
+      local r = request()
+      r:respond_from_origin(204)
+      assert.equal("continue", p:call("response_headers", r))
+      local field = "x-" .. (name or "keeper") .. "-stats"
+      local stats = harness.parse_head(r:response_head()).headers[field]
+      r:free()
+      return tonumber(stats:match("freed=(%d+)")), tonumber(stats:match("calls=(%d+)"))
+    end
+
+    before_each(function()
+      collectgarbage()          -- earlier tests' requests end now, not amid these
+    end)
+
+    it("between the hooks of a request, freed exactly once at its end", function()
+      local p = keeper("keeper")
+      local freed = stats_of(p)
+      local req = request()
+      assert.equal("continue", p:call("request_headers", req))
+      assert.equal("continue", p:call("request_headers", req))
+      assert.equal("2", harness.parse_head(req:upstream_head()).headers["x-keeper-calls"])
+      req:respond_from_origin(204)
+      assert.equal("continue", p:call("response_headers", req))
+      assert.equal("freed=" .. freed .. " calls=2",
+                   harness.parse_head(req:response_head()).headers["x-keeper-stats"])
+      req:free()
+      local now, calls = stats_of(p)
+      assert.equal(freed + 1, now)
+      assert.equal(0, calls)    -- a new request starts without state
+    end)
+
+    it("set by a hook that fails, freed with the request", function()
+      local p = keeper("keeper", { mode = "error" })
+      local freed = stats_of(p)
+      local req = request()
+      local action, err = p:call("request_headers", req)
+      assert.equal("error", action)
+      assert.matches("^keeper: told to fail$", err)
+      req:respond_from_origin(204)
+      p:call("response_headers", req)
+      assert.matches("calls=1$", harness.parse_head(req:response_head()).headers["x-keeper-stats"])
+      req:free()
+      assert.equal(freed + 1, (stats_of(p)))
+    end)
+
+    it("until the hook lets go of it, leaving nothing to free", function()
+      local p = keeper("keeper", { mode = "drop" })
+      local freed = stats_of(p)
+      local req = request()
+      assert.equal("continue", p:call("request_headers", req))
+      req:respond_from_origin(204)
+      p:call("response_headers", req)
+      assert.matches("calls=0$", harness.parse_head(req:response_head()).headers["x-keeper-stats"])
+      req:free()
+      assert.equal(freed, (stats_of(p)))
+    end)
+
+    it("in the request's arena, without request_free", function()
+      local p = keeper("keeper-arena")
+      local req = request()
+      for _ = 1, 3 do assert.equal("continue", p:call("request_headers", req)) end
+      assert.equal("3", harness.parse_head(req:upstream_head()).headers["x-keeper-arena-calls"])
+      req:respond_from_origin(204)
+      assert.equal("continue", p:call("response_headers", req))
+      assert.equal("freed=0 calls=3",
+                   harness.parse_head(req:response_head()).headers["x-keeper-arena-stats"])
+      req:free()
+      assert.same({ 0, 0 }, { stats_of(p, "keeper-arena") })
+    end)
+
+    it("apart from another plugin's state on the same request", function()
+      local a, b = keeper("keeper"), keeper("keeper-arena")
+      local req = request()
+      assert.equal("continue", a:call("request_headers", req))
+      assert.equal("continue", b:call("request_headers", req))
+      assert.equal("continue", b:call("request_headers", req))
+      req:respond_from_origin(204)
+      assert.equal("continue", a:call("response_headers", req))
+      assert.equal("continue", b:call("response_headers", req))
+      local up = harness.parse_head(req:upstream_head()).headers
+      assert.same({ "1", "2" }, { up["x-keeper-calls"], up["x-keeper-arena-calls"] })
+      local headers = harness.parse_head(req:response_head()).headers
+      assert.matches("calls=1$", headers["x-keeper-stats"])
+      assert.matches("calls=2$", headers["x-keeper-arena-stats"])
+      req:free()
+    end)
+  end)
+
   describe("fails a hook", function()
     local cases = {
       { mode = "error", message = "^probe: told to fail$" },

@@ -5,23 +5,27 @@
 local ffi = require "ffi"
 local harness = require "spec.plugin_harness"   -- loads the library globally
 
-pcall(ffi.cdef, [[
-  bool sl_test_clock_init(void);
-  int64_t sl_test_clock_ns(void);
-  struct sl_timespec { long tv_sec, tv_nsec; };
-  int clock_gettime(int clk, struct sl_timespec *ts);
-  int setenv(const char *name, const char *value, int overwrite);
-  int unsetenv(const char *name);
-  int usleep(unsigned usec);
-]])
+-- One declaration per cdef, and a clock_gettime of its own name: other
+-- spec files and lua/sluice may have declared some of these already.
+for _, decl in ipairs {
+  "bool sl_test_clock_init(void);",
+  "int64_t sl_test_clock_ns(void);",
+  "struct clock_spec_timespec { int64_t tv_sec, tv_nsec; };",
+  [[int clock_spec_gettime(int clk, struct clock_spec_timespec *ts) __asm__("clock_gettime");]],
+  "int setenv(const char *name, const char *value, int overwrite);",
+  "int unsetenv(const char *name);",
+  "int usleep(unsigned usec);",
+} do
+  pcall(ffi.cdef, decl)
+end
 
 local C = ffi.C
 local lib = ffi.load(harness.lib_path, true)
 local CLOCK_MONOTONIC = 1
 
 local function monotonic_ns()
-  local ts = ffi.new("struct sl_timespec")
-  C.clock_gettime(CLOCK_MONOTONIC, ts)
+  local ts = ffi.new("struct clock_spec_timespec")
+  C.clock_spec_gettime(CLOCK_MONOTONIC, ts)
   return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
 end
 

@@ -434,36 +434,14 @@ static bool over_memory_at_return(struct sl_lua_vm *vm, char *err, size_t errlen
     return over;
 }
 
-/* The hot path: one C->Lua call per hook. The phase's hook caller sits
- * at a fixed stack slot, bound to the hook (host.hooks() in
- * lua/sluice/plugin_host.lua); the request key goes only to a hook that
- * reads its ctx. The answer is the number of results, which costs no
- * conversion to read: none in the common case (continue), so that
- * nothing is left to pop either. */
-static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c,
-                           char *err, size_t errlen, bool *budget)
+/* What a hook call answered when it was not a plain "continue" with the
+ * heap well under its limit: rc from lua_pcall, and the hook caller's
+ * results on the stack above SL_LUA_VM_TOP (one: a local reply; code,
+ * message: failed). Leaves the stack at SL_LUA_VM_TOP. */
+static __attribute__((noinline)) int hook_answer(struct sl_lua_vm *vm, int rc, char *err,
+                                                 size_t errlen, bool *budget)
 {
-    struct lua_slot *s = worker_slot(p, c, err, errlen);
-    if (s == NULL)
-        return SL_ACTION_ERROR;
-    struct sl_lua_vm *vm = &s->vm;
     lua_State *L = vm->L;
-    int nargs = 0;
-    lua_pushvalue(L, SL_LUA_VM_HOOK0 + (int)phase);
-    if (vm->ctx_phases & (1u << phase)) {
-        int slot = ctx_slot_of(&s->ctx, request_key(c));
-        if (slot == 0) {
-            lua_settop(L, SL_LUA_VM_TOP);
-            snprintf(err, errlen, "out of memory (the request's ctx slot)");
-            return SL_ACTION_ERROR;
-        }
-        lua_pushinteger(L, slot);
-        nargs = 1;
-    }
-    struct sl_conn *prev = sl_ffi_enter(c);
-    int rc = lua_pcall(L, nargs, LUA_MULTRET, 0);
-    sl_ffi_leave(prev);
-
     if (rc != 0) {
         /* Only the host itself can fail here (it catches plugin errors):
          * out of memory outside a budget check, mostly. */
@@ -476,7 +454,6 @@ static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_c
         return SL_ACTION_ERROR;
     }
     int nres = lua_gettop(L) - SL_LUA_VM_TOP;
-    int action = SL_ACTION_CONTINUE;
     if (nres >= 2) {
         /* code, message above what the host gave C */
         int code = (int)lua_tointeger(L, SL_LUA_VM_TOP + 1);
@@ -485,15 +462,72 @@ static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_c
         lua_settop(L, SL_LUA_VM_TOP);
         return SL_ACTION_ERROR;
     }
-    if (nres == 1) {
-        action = SL_ACTION_RESPOND;
-        lua_settop(L, SL_LUA_VM_TOP);
-    }
+    int action = nres == 1 ? SL_ACTION_RESPOND : SL_ACTION_CONTINUE;
+    lua_settop(L, SL_LUA_VM_TOP);
     if (over_memory_at_return(vm, err, errlen)) {
         *budget = true;
         action = SL_ACTION_ERROR;
     }
     return action;
+}
+
+/* A hook call that needs more than the hot path gives: the worker's VM
+ * still to open (or its slot missing), or a hook that reads its ctx
+ * argument and so takes the request's ctx slot. */
+static __attribute__((noinline)) int call_with_setup(struct sl_plugin *p, enum sl_phase phase,
+                                                     struct sl_conn *c, char *err,
+                                                     size_t errlen, bool *budget)
+{
+    struct lua_slot *s = worker_slot(p, c, err, errlen);
+    if (s == NULL)
+        return SL_ACTION_ERROR;
+    lua_State *L = s->vm.L;
+    int nargs = 0;
+    lua_pushvalue(L, SL_LUA_VM_HOOK0 + (int)phase);
+    if (s->vm.ctx_phases & (1u << phase)) {
+        int slot = ctx_slot_of(&s->ctx, request_key(c));
+        if (slot == 0) {
+            lua_settop(L, SL_LUA_VM_TOP);
+            snprintf(err, errlen, "out of memory (the request's ctx slot)");
+            return SL_ACTION_ERROR;
+        }
+        lua_pushinteger(L, slot);
+        nargs = 1;
+    }
+    struct sl_conn *prev = sl_ffi_enter(c);
+    int rc = lua_pcall(L, nargs, LUA_MULTRET, 0);
+    sl_ffi_leave(prev);
+    if (rc == 0 && lua_gettop(L) == SL_LUA_VM_TOP && !sl_lua_vm_heap_near_limit(&s->vm))
+        return SL_ACTION_CONTINUE;
+    return hook_answer(&s->vm, rc, err, errlen, budget);
+}
+
+/* The hot path: one C->Lua call per hook. The phase's hook caller sits
+ * at a fixed stack slot, bound to the hook (host.hooks() in
+ * lua/sluice/plugin_host.lua). The answer is the number of results,
+ * which costs no conversion to read: none in the common case (continue),
+ * so that nothing is left to pop either. Everything else (opening the
+ * VM, the ctx slot that only a hook reading its ctx gets, any other
+ * answer, a heap near its limit) is out of line, in the two functions
+ * above: a short hook costs the checks, the call and one compare here. */
+static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_conn *c,
+                           char *err, size_t errlen, bool *budget)
+{
+    struct lua_impl *im = p->impl;
+    size_t id = (size_t)c->w->id;
+    if (id >= im->nslots)
+        return call_with_setup(p, phase, c, err, errlen, budget);
+    struct lua_slot *s = &im->slots[id];
+    lua_State *L = s->vm.L;
+    if (L == NULL || (s->vm.ctx_phases & (1u << phase)) != 0)
+        return call_with_setup(p, phase, c, err, errlen, budget);
+    lua_pushvalue(L, SL_LUA_VM_HOOK0 + (int)phase);
+    struct sl_conn *prev = sl_ffi_enter(c);
+    int rc = lua_pcall(L, 0, LUA_MULTRET, 0);
+    sl_ffi_leave(prev);
+    if (rc == 0 && lua_gettop(L) == SL_LUA_VM_TOP && !sl_lua_vm_heap_near_limit(&s->vm))
+        return SL_ACTION_CONTINUE;
+    return hook_answer(&s->vm, rc, err, errlen, budget);
 }
 
 /* Runs for every plugin of the chain at the end of every request: free

@@ -14,7 +14,9 @@
 
 local ffi = require "ffi"
 
-local error, type, tostring = error, type, tostring
+local error, type, tostring, rawset, select = error, type, tostring, rawset, select
+local setmetatable = setmetatable
+local band = bit.band
 
 local M = {}
 
@@ -118,18 +120,81 @@ M.PHASE_NAMES = {
   "response_headers", "response_body", "log", "init",
 }
 
--- Sets of phases, for check_phase().
-M.IN_REQUEST = { [0] = true, true, true, true, true, true }
-M.REQUEST_PHASES = { [0] = true, true, true }
-M.RESPONSE_PHASES = { [3] = true, [4] = true, [5] = true }
-M.BALANCER_PHASE = { [2] = true }
+-- phases(a, b, ...) -> the set of those phases, for check_phase(): a bit
+-- mask (bit 1 << phase), a number, so that a wrapper holding it as an
+-- upvalue gives the JIT a constant to test against.
+local function phases(...)
+  local set = 0
+  for i = 1, select("#", ...) do set = set + 2 ^ select(i, ...) end
+  return set
+end
+M.phases = phases
+
+M.IN_REQUEST = phases(0, 1, 2, 3, 4, 5)
+M.REQUEST_PHASES = phases(0, 1, 2)
+M.RESPONSE_PHASES = phases(3, 4, 5)
+M.BALANCER_PHASE = phases(2)
 
 -- The state of the hook being run, set by sluice.plugin_host.
-M.phase = nil           -- a phase number while a hook runs, nil otherwise
 M.plugin_name = "?"     -- this VM's plugin (one VM per plugin instance)
 M.body_request = false  -- the plugin declared body = { request = true }
 M.body_response = false
-M.exited = false        -- sluice.response.exit() was called in this hook
+
+-- The phase of the hook being run and whether it called
+-- sluice.response.exit(). They are read and written on every hook and
+-- every API call, so they live in upvalues (a load or a store in a trace)
+-- rather than in fields of this table (a hash slot behind guards). The
+-- phase is kept as its bit, what check_phase() tests: one value to set
+-- and clear per hook. base.phase and base.exited still read and write
+-- them, through the metatable below (tests and rare paths); hot code uses
+-- enter(), leave(), get_phase() and check_phase().
+local phase_bit = 0     -- 2 ^ phase while a hook runs; 0 outside one, a bit in no set
+local exited = false    -- sluice.response.exit() was called in this hook
+
+local PHASE_OF_BIT = {}
+for ph = 0, M.INIT do PHASE_OF_BIT[2 ^ ph] = ph end
+
+--- enter(ph): a hook of phase ph starts.
+function M.enter(ph)
+  phase_bit = 2 ^ ph
+end
+
+--- leave() -> whether the hook called sluice.response.exit(): the hook
+--- is over (no phase), and exited is false again.
+function M.leave()
+  phase_bit = 0
+  local e = exited
+  if e then exited = false end
+  return e
+end
+
+--- get_phase() -> the phase number of the hook being run, nil outside one.
+local function get_phase()
+  return PHASE_OF_BIT[phase_bit]
+end
+M.get_phase = get_phase
+
+--- set_exited(): sluice.response.exit() ends this hook with a reply.
+function M.set_exited()
+  exited = true
+end
+
+setmetatable(M, {
+  __index = function(_, k)
+    if k == "phase" then return get_phase() end
+    if k == "exited" then return exited end
+    return nil
+  end,
+  __newindex = function(t, k, v)
+    if k == "phase" then
+      phase_bit = v ~= nil and 2 ^ v or 0
+    elseif k == "exited" then
+      exited = v
+    else
+      rawset(t, k, v)
+    end
+  end,
+})
 
 -- The error sluice.response.exit() raises to end the hook; the host
 -- recognises it (with M.exited) and answers "respond".
@@ -143,12 +208,12 @@ M.pp2 = ffi.new("const char *[1]")
 M.pn2 = ffi.new("size_t[1]")
 
 -- check_phase(set, fname) raises, blaming the plugin's call site, unless a
--- hook in one of the phases of set is running. Call it (and arg_error) as a
--- statement from the function the plugin called, or from a helper that
--- function tail-calls.
+-- hook in one of the phases of set (phases()) is running. Call it (and
+-- arg_error) as a statement from the function the plugin called, or from a
+-- helper that function tail-calls.
 function M.check_phase(set, fname)
-  local ph = M.phase
-  if not set[ph] then
+  if band(set, phase_bit) == 0 then
+    local ph = get_phase()
     if ph == nil then
       error(fname .. ": not available outside a plugin hook", 3)
     end
@@ -174,7 +239,7 @@ function M.fail(fname, rc, what)
   elseif rc == M.EINVAL then
     error(fname .. ": invalid " .. (what or "argument"), 2)
   elseif rc == M.EPHASE then
-    local ph = M.phase
+    local ph = get_phase()
     error(fname .. ": not available " .. (ph and ("in the " .. M.PHASE_NAMES[ph] .. " phase")
           or "outside a plugin hook"), 2)
   elseif rc == M.ENOREQ then

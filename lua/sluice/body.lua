@@ -15,6 +15,7 @@ local ffi_string = base.string
 local pp, pn = base.pp, base.pn
 local check_phase, arg_error, fail = base.check_phase, base.arg_error, base.fail
 local OK, NOT_FOUND, EPHASE = base.OK, base.NOT_FOUND, base.EPHASE
+local get_phase = base.get_phase
 
 local type, error = type, error
 
@@ -41,7 +42,7 @@ function M.make(side, prefix, which, get_phases, set_phases)
     need_body(n_get)
     local rc = C.sl_ffi_body_get(side, pp, pn)
     if rc == NOT_FOUND then return "" end
-    if rc == EPHASE and base.phase > body_phase then return nil end
+    if rc == EPHASE and get_phase() > body_phase then return nil end
     if rc ~= OK then return fail(n_get, rc) end
     return ffi_string(pp[0], pn[0])
   end

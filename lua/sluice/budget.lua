@@ -61,15 +61,19 @@ local TARGET_S = 0.001        -- aim at one clock read per millisecond
 local function default_clock()
   local ok, ffi = pcall(require, "ffi")
   if not ok then return os.clock end
+  -- Under a name of its own (redirected to the libc symbol): FFI
+  -- declarations are global to the VM, and other code in the same VM
+  -- (tests) may declare clock_gettime with a timespec of its own.
   pcall(ffi.cdef, [[
     struct sl_budget_timespec { int64_t tv_sec; int64_t tv_nsec; };
-    int clock_gettime(int clk_id, struct sl_budget_timespec *tp);
+    int sl_budget_clock_gettime(int clk_id, struct sl_budget_timespec *tp)
+      __asm__("clock_gettime");
   ]])
   local made, ts = pcall(ffi.new, "struct sl_budget_timespec")
   if not made then return os.clock end
   local C, tonumber = ffi.C, tonumber
   local function monotonic()
-    C.clock_gettime(1, ts)     -- CLOCK_MONOTONIC (Linux)
+    C.sl_budget_clock_gettime(1, ts)     -- CLOCK_MONOTONIC (Linux)
     return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
   end
   if pcall(monotonic) then return monotonic end
@@ -79,8 +83,17 @@ end
 local clock = default_clock()
 
 -- The state of the current run(). One VM runs one hook at a time.
+--
+-- The limits (timeout_ms to target) mean something only while active:
+-- everything that reads them looks at active first. A runner() leaves its
+-- limits in place when its call ends and notes them in `installed`, so that
+-- calling the same runner again (a hook per request) installs nothing.
+-- dirty says that the run went past the fast path (a slow path, a kill, an
+-- error's traceback): only then does its end have state to reset.
 local active = false
 local timeout_ms, memory_mb = nil, nil
+local installed = nil           -- the id of the runner whose limits are in place, or nil
+local dirty = false
 local started = false          -- the clock was read: deadline is set
 local deadline = huge           -- clock() value
 local limit_kb = huge           -- collectgarbage("count") units
@@ -126,6 +139,7 @@ local function trip(kind)
   end
   kill_msg = where() .. "budget exceeded: " .. what
   tripped = kind
+  dirty = true
   count = 0     -- every later check takes the slow path, which raises again
   error(kill_msg, 0)
 end
@@ -149,6 +163,7 @@ local function slow()
     count = IDLE_PERIOD
     return
   end
+  dirty = true
   local now = clock()
   if not started then
     -- The deadline counts from the first slow path, FIRST_PERIOD checks
@@ -211,14 +226,14 @@ end
 -- functions that build big results call it before they allocate.
 function M.reserve(bytes)
   if tripped then error(kill_msg, 0) end
-  if limit_kb < huge then over_memory(bytes / 1024) end
+  if active and limit_kb < huge then over_memory(bytes / 1024) end
 end
 
 -- headroom() returns the bytes left under memory_limit_mb, math.huge when
 -- there is no memory limit. The counter includes garbage: this is a lower
 -- bound.
 function M.headroom()
-  if limit_kb == huge then return huge end
+  if not active or limit_kb == huge then return huge end
   return (limit_kb - collectgarbage("count")) * 1024
 end
 
@@ -277,26 +292,40 @@ local function handler(e)
       cut, from = s, s + 1
     end
     last_tb = sub(tb, 2, cut and cut - 1 or -1)
+    dirty = true
   end
   return e
 end
 
 local function set_idle()
-  active, tripped, kill_msg = false, false, nil
+  active, tripped, kill_msg, dirty, installed = false, false, nil, false, nil
   timeout_ms, memory_mb = nil, nil
   started, deadline, limit_kb, target = false, huge, huge, TARGET_S
   count, period = IDLE_PERIOD, FIRST_PERIOD
 end
 
+-- end_call() puts the VM back to idle after a run that was not nested.
+-- Only a dirty run changed the per-call state; the limits stay, since
+-- nothing reads them while idle.
+local function end_call()
+  active, count = false, IDLE_PERIOD
+  if dirty then
+    dirty, tripped, kill_msg, last_tb = false, false, nil, nil
+    started, deadline, period = false, huge, FIRST_PERIOD
+  end
+end
+
 local function save()
   return { active, timeout_ms, memory_mb, deadline, limit_kb, target,
-           tripped, kill_msg, count, period, last_time, last_mem, last_tb, started }
+           tripped, kill_msg, count, period, last_time, last_mem, last_tb, started,
+           installed, dirty }
 end
 
 local function restore(s)
   active, timeout_ms, memory_mb, deadline, limit_kb, target = s[1], s[2], s[3], s[4], s[5], s[6]
   tripped, kill_msg, count, period, last_time, last_mem, last_tb, started =
     s[7], s[8], s[9], s[10], s[11], s[12], s[13], s[14]
+  installed, dirty = s[15], s[16]
 end
 
 local function finish(saved, ok, ...)
@@ -313,7 +342,7 @@ local function finish(saved, ok, ...)
       msg = ("budget exceeded: memory (%g MB) at return"):format(memory_mb)
     end
   end
-  if saved then restore(saved) else set_idle(); last_tb = nil end
+  if saved then restore(saved) else end_call() end
   if ok and not kind then return true, ... end
   if kind then return false, kind, msg end
   local e = ...
@@ -351,14 +380,19 @@ function M.run(fn, limits, ...)
   end
   local t_ms = positive(limits and limits.timeout_ms, "timeout_ms")
   local m_mb = positive(limits and limits.memory_limit_mb, "memory_limit_mb")
-  local saved = active and save() or nil
-  active, tripped, kill_msg, last_tb = true, false, nil, nil
-  timeout_ms, memory_mb = t_ms, m_mb
-  started, deadline = false, huge
+  local saved = nil
+  if active then
+    -- Nested: save the outer run's state and start afresh. Otherwise
+    -- idle: the per-call state is as end_call() left it.
+    saved = save()
+    tripped, kill_msg, last_tb, dirty = false, nil, nil, false
+    started, deadline, period = false, huge, FIRST_PERIOD
+  end
+  active, installed, timeout_ms, memory_mb = true, nil, t_ms, m_mb
   limit_kb = m_mb and m_mb * 1024 or huge
   target = TARGET_S
   if t_ms and t_ms / 20000 < target then target = t_ms / 20000 end
-  period, count = FIRST_PERIOD, FIRST_PERIOD
+  count = FIRST_PERIOD
   return finish(saved, xpcall(fn, handler, ...))
 end
 
@@ -375,11 +409,11 @@ local function memory_over(mb)
 end
 M.memory_over = memory_over
 
--- finish() for runner(): one error value instead of fn's results, which
--- the runner drops. Fixed arity: the JIT compiles it (run()'s VARG is NYI
--- in a trace). A run() that never reached the slow path left started,
--- deadline and period as idle has them: only what changed is reset.
-local function finish_hook(saved, ok, e, check_return)
+-- The end of a runner() call that did not return cleanly, was nested in
+-- another run, or must look at the heap: finish() with one error value
+-- instead of fn's results (the runner drops them), and fixed arity (run()'s
+-- VARG is NYI in a trace). The runner's limits stay installed.
+local function finish_hook_slow(saved, ok, e, check_return)
   local kind, msg, tb, mb = tripped, kill_msg, last_tb, memory_mb
   -- gcinfo() is the heap in whole KB, without collectgarbage's option
   -- parsing; the exact count is read when it is at the limit.
@@ -387,14 +421,7 @@ local function finish_hook(saved, ok, e, check_return)
     msg = memory_over(memory_mb)
     if msg then kind = "memory" end
   end
-  if saved then
-    restore(saved)
-  else
-    active, timeout_ms, memory_mb, limit_kb, target, count = false, nil, nil, huge, TARGET_S, IDLE_PERIOD
-    if started then started, deadline, period = false, huge, FIRST_PERIOD end
-    if kind then tripped, kill_msg = false, nil end
-    if tb then last_tb = nil end
-  end
+  if saved then restore(saved) else end_call() end
   if ok and not kind then return true end
   if kind then return false, kind, msg end
   if e == "not enough memory" or (mb and is_memory_error(e)) then
@@ -408,15 +435,32 @@ local function finish_hook(saved, ok, e, check_return)
   return false, "error", tostring(e), tb
 end
 
+-- The end of a runner() call. A call that stayed on the fast path (no
+-- slow path, no error, not nested) changed only active and count: putting
+-- those back is all there is to do, and the JIT compiles it into the
+-- host's trace.
+local function finish_hook(saved, ok, e, check_return)
+  if ok and not dirty and saved == nil
+      and not (check_return and limit_kb < huge and gcinfo() >= limit_kb) then
+    active, count = false, IDLE_PERIOD
+    return true
+  end
+  return finish_hook_slow(saved, ok, e, check_return)
+end
+
+local nrunners = 0              -- runners made: their ids for `installed`
+
 -- runner(limits[, check_return]) returns a function run2(fn, a, b) that
 -- does what run(fn, limits, a, b) does, except that fn's results are
 -- dropped: it returns true, or false, kind, message[, traceback] as run()
 -- does. For a host that calls hooks under the same limits again and
--- again: the limits are checked once, here; a call takes no varargs,
--- allocates nothing and touches little state, so the JIT compiles the
--- host's dispatch, this and a short hook into one trace. check_return =
--- false leaves the memory check at return to the caller (memory_over()),
--- which may know the heap's size more cheaply than the VM does.
+-- again: the limits are checked once, here, and installed by the first
+-- call (again only after another run changed them); a call takes no
+-- varargs, allocates nothing and stores two values on its way in and two
+-- on its way out, so the JIT compiles the host's dispatch, this and a
+-- short hook into one trace. check_return = false leaves the memory check
+-- at return to the caller (memory_over()), which may know the heap's size
+-- more cheaply than the VM does.
 function M.runner(limits, check_return)
   if limits ~= nil and type(limits) ~= "table" then
     error("budget.runner: limits must be a table", 2)
@@ -426,7 +470,10 @@ function M.runner(limits, check_return)
   local l_kb = m_mb and m_mb * 1024 or huge
   local tgt = TARGET_S
   if t_ms and t_ms / 20000 < tgt then tgt = t_ms / 20000 end
-  check_return = check_return ~= false
+  -- A local never assigned again: the JIT takes it as a constant.
+  local check_ret = check_return ~= false
+  nrunners = nrunners + 1
+  local id = nrunners
   return function(fn, a, b)
     if type(fn) ~= "function" then
       error("budget.run: function expected, got " .. type(fn), 2)
@@ -435,13 +482,16 @@ function M.runner(limits, check_return)
     if active then
       -- Nested: save the outer run's state and start afresh.
       saved = save()
-      tripped, kill_msg, last_tb = false, nil, nil
+      tripped, kill_msg, last_tb, dirty, installed = false, nil, nil, false, nil
       started, deadline, period = false, huge, FIRST_PERIOD
     end
-    -- Otherwise idle (set_idle()) already holds what the rest starts with.
-    active, timeout_ms, memory_mb, limit_kb, target, count = true, t_ms, m_mb, l_kb, tgt, FIRST_PERIOD
+    -- Otherwise idle: the per-call state is as end_call() left it.
+    if installed ~= id then
+      timeout_ms, memory_mb, limit_kb, target, installed = t_ms, m_mb, l_kb, tgt, id
+    end
+    active, count = true, FIRST_PERIOD
     local ok, e = xpcall(fn, handler, a, b)
-    return finish_hook(saved, ok, e, check_return)
+    return finish_hook(saved, ok, e, check_ret)
   end
 end
 

@@ -13,6 +13,8 @@ local OK, NOT_FOUND = base.OK, base.NOT_FOUND
 local IN_REQUEST = base.IN_REQUEST
 
 local type, tostring = type, tostring
+-- Upvalues of their own: constants in a trace (C.name is a guarded lookup).
+local ctx_get, ctx_set = C.sl_ffi_ctx_get, C.sl_ffi_ctx_set
 
 local M = {}
 
@@ -23,7 +25,7 @@ local n_set = "sluice.ctx.set"
 function M.get(key)
   check_phase(IN_REQUEST, n_get)
   if type(key) ~= "string" then arg_error(n_get, 1, "string", key) end
-  local rc = C.sl_ffi_ctx_get(key, #key, pp, pn)
+  local rc = ctx_get(key, #key, pp, pn)
   if rc == OK then return ffi_string(pp[0], pn[0]) end
   if rc == NOT_FOUND then return nil end
   return fail(n_get, rc)
@@ -36,12 +38,12 @@ function M.set(key, value)
   if type(key) ~= "string" then arg_error(n_set, 1, "string", key) end
   local rc
   if value == nil then
-    rc = C.sl_ffi_ctx_set(key, #key, nil, 0)
+    rc = ctx_set(key, #key, nil, 0)
     if rc == NOT_FOUND then return true end
   else
     if type(value) == "number" then value = tostring(value) end
     if type(value) ~= "string" then arg_error(n_set, 2, "string, number or nil", value) end
-    rc = C.sl_ffi_ctx_set(key, #key, value, #value)
+    rc = ctx_set(key, #key, value, #value)
   end
   if rc ~= OK then return fail(n_set, rc) end
   return true

@@ -18,6 +18,14 @@ local new_tab = require "table.new"
 
 local M = {}
 
+-- The C functions as upvalues of their own: a trace takes them as
+-- constants, where C.name costs a guard on the library at each use.
+local header_get, header_count, header_at = C.sl_ffi_header_get, C.sl_ffi_header_count,
+                                            C.sl_ffi_header_at
+local header_set, header_set_known = C.sl_ffi_header_set, C.sl_ffi_header_set_known
+local header_add, header_add_known = C.sl_ffi_header_add, C.sl_ffi_header_add_known
+local header_remove = C.sl_ffi_header_remove
+
 -- Tables from get_headers() also answer mixed-case names.
 local headers_mt = {
   __index = function(t, k)
@@ -71,7 +79,7 @@ function M.make(side, prefix, read_phases, write_phases)
       end
       i = index - 1
     end
-    local rc = C.sl_ffi_header_get(side, name, #name, i, pp, pn)
+    local rc = header_get(side, name, #name, i, pp, pn)
     if rc == OK then return ffi_string(pp[0], pn[0]) end
     if rc == NOT_FOUND then return nil end
     return fail(n_get, rc)
@@ -87,7 +95,7 @@ function M.make(side, prefix, read_phases, write_phases)
     elseif type(max) ~= "number" or max < 1 or max % 1 ~= 0 then
       arg_error(n_gets, 1, "positive integer", max)
     end
-    local count = C.sl_ffi_header_count(side)
+    local count = header_count(side)
     if count < 0 then return fail(n_gets, count) end
     local truncated = nil
     if count > max then
@@ -95,7 +103,7 @@ function M.make(side, prefix, read_phases, write_phases)
     end
     local t = new_tab(0, count)
     for i = 0, count - 1 do
-      local rc = C.sl_ffi_header_at(side, i, pp, pn, pp2, pn2)
+      local rc = header_at(side, i, pp, pn, pp2, pn2)
       if rc ~= OK then return fail(n_gets, rc) end
       local k = lower(ffi_string(pp[0], pn[0]))
       local v = ffi_string(pp2[0], pn2[0])
@@ -146,9 +154,9 @@ function M.make(side, prefix, read_phases, write_phases)
       v = value_of(value[i])
       local rc
       if i == 1 and replace then
-        rc = C.sl_ffi_header_set(side, name, #name, v, #v)
+        rc = header_set(side, name, #name, v, #v)
       else
-        rc = C.sl_ffi_header_add(side, name, #name, v, #v)
+        rc = header_add(side, name, #name, v, #v)
       end
       if rc ~= OK then return fail(fname, rc, "header name or value") end
     end
@@ -158,13 +166,12 @@ function M.make(side, prefix, read_phases, write_phases)
   -- set_header(name, value) replaces every field called name with value
   -- (an array gives one field per item). Returns true.
   function f.set_header(name, value)
-    return set_or_add(C.sl_ffi_header_set, C.sl_ffi_header_set_known, n_set, name, value, true)
+    return set_or_add(header_set, header_set_known, n_set, name, value, true)
   end
 
   -- add_header(name, value) appends a field (or one per array item).
   function f.add_header(name, value)
-    return set_or_add(C.sl_ffi_header_add, C.sl_ffi_header_add_known, n_add, name, value,
-                      false)
+    return set_or_add(header_add, header_add_known, n_add, name, value, false)
   end
 
   -- clear_header(name) removes every field called name. Returns true
@@ -172,7 +179,7 @@ function M.make(side, prefix, read_phases, write_phases)
   function f.clear_header(name)
     check_phase(write_phases, n_clear)
     if type(name) ~= "string" then arg_error(n_clear, 1, "string", name) end
-    local rc = C.sl_ffi_header_remove(side, name, #name)
+    local rc = header_remove(side, name, #name)
     if rc == OK or rc == NOT_FOUND then return true end
     return fail(n_clear, rc, "header name")
   end

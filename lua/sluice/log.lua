@@ -6,6 +6,8 @@
 local base = require "sluice.base"
 
 local C = base.C
+-- Upvalues of their own: constants in a trace (C.name is a guarded lookup).
+local log_enabled, log_line = C.sl_ffi_log_enabled, C.sl_ffi_log
 
 local select, tostring, type = select, tostring, type
 local concat = table.concat
@@ -18,7 +20,7 @@ local ERR, WARN, INFO, DEBUG = 0, 1, 2, 3
 local parts = {}
 
 local function emit(level, ...)
-  if C.sl_ffi_log_enabled(level) == 0 then return end
+  if log_enabled(level) == 0 then return end
   local n = select("#", ...)
   local msg
   if n == 1 then
@@ -32,7 +34,7 @@ local function emit(level, ...)
     msg = concat(parts, "", 1, n)
     for i = 1, n do parts[i] = nil end
   end
-  C.sl_ffi_log(level, base.plugin_name, msg, #msg)
+  log_line(level, base.plugin_name, msg, #msg)
 end
 
 --- err(...), warn(...), info(...), debug(...): one log line at that level.
@@ -75,7 +77,7 @@ function M.is_enabled(level)
   if l == nil then
     error("sluice.log.is_enabled: bad argument #1 (one of err, warn, info, debug expected)", 2)
   end
-  return C.sl_ffi_log_enabled(l) ~= 0
+  return log_enabled(l) ~= 0
 end
 
 return M

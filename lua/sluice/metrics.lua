@@ -42,7 +42,7 @@ local function define_arg_error(fname, n, expected, v)
 end
 
 local function define(fname, kind, name, help, buckets)
-  local ph = base.phase
+  local ph = base.get_phase()
   if ph ~= nil and ph ~= base.INIT then
     error(fname .. ": only while the plugin loads (its main chunk or init)", 3)
   end

@@ -425,9 +425,9 @@ function M.load(spec)
   run_hook = budget.runner(limits, false)
 
   if f.init then
-    base.phase = base.INIT
+    base.enter(base.INIT)
     ok, p, msg = with_jit(run, f.init, load_limits(spec), conf)
-    base.phase = nil
+    base.leave()
     if not ok then return nil, tostring(msg) .. " (in init)" end
   end
   reset_hotcounts()
@@ -441,6 +441,7 @@ function M.load(spec)
 end
 
 local EXIT = base.EXIT
+local enter, leave = base.enter, base.leave
 
 -- failed(kind, msg, tb, exited) -> the host's answer for a run that did
 -- not return normally: 1 for a local reply that ended the hook with an
@@ -477,12 +478,10 @@ local function dispatch(phase, slot)
       ctx_slots[slot] = ctx
     end
   end
-  base.phase = phase
   base.exited = false
+  enter(phase)
   local ok, kind, msg, tb = run_hook(fn, conf, ctx)
-  base.phase = nil
-  local exited = base.exited
-  base.exited = false
+  local exited = leave()
   if ok then
     if exited then return 1 end
     return 0
@@ -499,13 +498,15 @@ M.dispatch = dispatch
 -- message) for a failure, as dispatch() codes them. Takes the request's
 -- ctx slot, only when the hook reads its ctx.
 --
--- base.exited is false whenever no hook runs: every caller (and dispatch)
--- puts it back once it looked, so no store is needed before the hook.
+-- base.exited is false whenever no hook runs: base.leave(), which every
+-- caller (and dispatch) calls when its hook returns, puts it back, so no
+-- store is needed before the hook. enter() and leave() write an upvalue
+-- of base (the phase's bit): a store each, and leave() loads exited.
 -- Each phase's caller is a prototype of its own (the template is compiled
 -- once per phase), so that each gets a root trace of its own instead of
 -- running as a side trace behind another phase's entry.
 local HOOK_SOURCE = [[
-local base, run_hook, failed, ctx_slots, fn, conf, reads_ctx, phase = ...
+local enter, leave, run_hook, failed, ctx_slots, fn, conf, reads_ctx, phase = ...
 return function(slot)
   local ctx = nil
   if reads_ctx then
@@ -515,12 +516,10 @@ return function(slot)
       ctx_slots[slot] = ctx
     end
   end
-  base.phase = phase
+  enter(phase)
   local ok, kind, msg, tb = run_hook(fn, conf, ctx)
-  base.phase = nil
-  if ok and not base.exited then return end
-  local exited = base.exited
-  base.exited = false
+  local exited = leave()
+  if ok and not exited then return end
   if ok then return 1 end
   return failed(kind, msg, tb, exited)
 end
@@ -530,7 +529,7 @@ local function hook(phase)
   local fn = fns[phase]
   if fn == nil then return nil end
   local make = assert(loadstring(HOOK_SOURCE, "=plugin_host.lua: " .. PHASES[phase] .. " caller"))
-  return make(base, run_hook, failed, ctx_slots, fn, conf, ctx_phase[phase] == true, phase)
+  return make(enter, leave, run_hook, failed, ctx_slots, fn, conf, ctx_phase[phase] == true, phase)
 end
 
 --- hooks() -> { [phase] = function } for the phases the plugin has (see

@@ -24,7 +24,7 @@ local M = {}
 
 -- Response headers can be written in the request phases (they go with a
 -- local reply) and in response_headers; read where a response exists.
-local WRITE = { [0] = true, [1] = true, [2] = true, [3] = true }
+local WRITE = base.phases(0, 1, 2, 3)
 
 local h = headers.make(RESPONSE, "sluice.response", RESPONSE_PHASES, WRITE)
 M.get_header = h.get_header
@@ -59,7 +59,7 @@ end
 
 -- (plugins that declared body = { response = true }, in response_body)
 M.get_body, M.set_body = require("sluice.body").make(RESPONSE, "sluice.response", "response",
-  { [4] = true, [5] = true }, { [4] = true, [5] = true })
+  base.phases(4, 5), base.phases(4, 5))
 
 local n_exit = "sluice.response.exit"
 
@@ -118,7 +118,7 @@ function M.exit(status, body, hdrs)
   end
   local rc = C.sl_ffi_respond(status, body, #body)
   if rc ~= OK then return fail(n_exit, rc) end
-  base.exited = true
+  base.set_exited()
   error(base.EXIT, 0)
 end
 

@@ -162,23 +162,70 @@ int sl_api_header_at(struct sl_conn *c, int side, size_t i, const char **name,
     return SL_API_OK;
 }
 
-/* set (replace) or add one field; name_known: the name is a token
- * already (sl_header_copy_known). */
-static inline int header_change(struct sl_conn *c, int side, const char *name, size_t nlen,
-                                const char *value, size_t vlen, bool replace,
-                                bool name_known)
+/* Every case header_change does not finish inline: long fields, a field
+ * to replace, a full chunk or list. */
+__attribute__((cold)) static int header_change_slow(struct sl_conn *c, struct sl_hlist *l,
+                                                    const char *name, size_t nlen,
+                                                    const char *value, size_t vlen,
+                                                    bool replace, bool name_known)
 {
-    if (!side_is_open(c, side))
-        return SL_API_EPHASE;
     struct sl_header f;
     int rc = name_known ? sl_header_copy_known(&c->arena, name, nlen, value, vlen, &f)
                         : sl_header_copy(&c->arena, name, nlen, value, vlen, &f);
     if (rc < 0)
         return rc == -2 ? SL_API_EINVAL : SL_API_ENOMEM;
-    struct sl_hlist *l = side_list(c, side);
     if ((replace && sl_hlist_remove(l, &c->arena, f.name, nlen) < 0) ||
         sl_hlist_append(l, &c->arena, &f) < 0)
         return SL_API_ENOMEM;
+    return SL_API_OK;
+}
+
+/* header_change's copy in n that the tests did not clear: the rule
+ * decides on the copied bytes, which are the field's. The list has a free
+ * slot and nothing to replace (header_change saw to both). */
+__attribute__((cold)) static int header_change_check(struct sl_conn *c, struct sl_hlist *l,
+                                                     char *n, size_t nlen, size_t vlen,
+                                                     bool name_known)
+{
+    if (!(name_known || sl_is_token(n, nlen)) || !sl_is_field_value(n + nlen + 1, vlen)) {
+        sl_arena_give_back(&c->arena, n);
+        return SL_API_EINVAL;
+    }
+    l->v[l->n++] = (struct sl_header){
+        .name = n, .name_len = (uint32_t)nlen, .value = n + nlen + 1, .value_len = (uint32_t)vlen,
+    };
+    return SL_API_OK;
+}
+
+/* set (replace) or add one field; name_known: the name is a token
+ * already. Inline in each of the four entry points, constants and all: a
+ * short new field into a list with a free slot then takes no call. The
+ * field is checked and copied before the list changes, so a refused one
+ * changes nothing. */
+SL_HDR_INLINE int header_change(struct sl_conn *c, int side, const char *name, size_t nlen,
+                                const char *value, size_t vlen, bool replace,
+                                bool name_known)
+{
+    struct sl_hlist *l;
+    if (side == SL_API_RESPONSE) {
+        if (c->req.resp_started)
+            return SL_API_EPHASE;
+        l = &c->req.resp_headers;
+    } else {
+        if (c->req.head_sent)
+            return SL_API_EPHASE;
+        l = &c->req.req_headers;
+    }
+    char *n;
+    int rc;
+    if (nlen - 1 >= 16 || l->n == l->cap || (replace && sl_hlist_may_have(l, name, nlen)) ||
+        (rc = sl_header_copy_fast(&c->arena, name, nlen, value, vlen, name_known, &n)) < 0)
+        return header_change_slow(c, l, name, nlen, value, vlen, replace, name_known);
+    if (rc > 0)
+        return header_change_check(c, l, n, nlen, vlen, name_known);
+    l->v[l->n++] = (struct sl_header){
+        .name = n, .name_len = (uint32_t)nlen, .value = n + nlen + 1, .value_len = (uint32_t)vlen,
+    };
     return SL_API_OK;
 }
 

@@ -4,6 +4,7 @@
 #ifndef SL_ARENA_H
 #define SL_ARENA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct sl_arena_chunk;
@@ -21,6 +22,31 @@ static inline void *sl_arena_alloc(struct sl_arena *a, size_t n);
 
 /* sl_arena_alloc when the current chunk is short of n (aligned) bytes. */
 void *sl_arena_alloc_chunk(struct sl_arena *a, size_t n);
+
+/* True when the current chunk has room for n bytes (n > 0), which
+ * sl_arena_take then hands out: for a caller whose fast path must not
+ * call out, and goes on with sl_arena_alloc otherwise. */
+static inline bool sl_arena_has_room(const struct sl_arena *a, size_t n)
+{
+    n = (n + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+    return (size_t)(a->end - a->ptr) >= n;
+}
+
+/* n bytes (n > 0) where sl_arena_has_room(a, n) said there is room. */
+static inline void *sl_arena_take(struct sl_arena *a, size_t n)
+{
+    n = (n + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+    void *p = a->ptr;
+    a->ptr += n;
+    return p;
+}
+
+/* Frees p again, the block sl_arena_take returned last: nothing may have
+ * been allocated from a since. */
+static inline void sl_arena_give_back(struct sl_arena *a, void *p)
+{
+    a->ptr = p;
+}
 
 static inline void *sl_arena_alloc(struct sl_arena *a, size_t n)
 {

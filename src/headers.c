@@ -111,28 +111,7 @@ static const bool token_table[256] = {
     ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
 };
 
-bool sl_is_token(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!token_table[(unsigned char)s[i]])
-            return false;
-    return true;
-}
-
-bool sl_is_field_value(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return false;
-    }
-    return true;
-}
-
-/* Bytes sl_is_field_value refuses: controls but HTAB, and DEL. */
-static const bool control_table[256] = {
+const bool sl_hdr_control[256] = {
     [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
     [0x07] = 1, [0x08] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1, [0x0e] = 1,
     [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1,
@@ -140,53 +119,90 @@ static const bool control_table[256] = {
     [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x7f] = 1,
 };
 
-/* Checking while copying: plugins set short fields, for which one pass
- * costs less than a check followed by a call to memcpy. */
-static inline int header_copy(struct sl_arena *a, const char *name, size_t nlen,
-                              const char *value, size_t vlen, bool name_known,
-                              struct sl_header *out)
+#define BYTES8(b) b, b, b, b, b, b, b, b
+#define HALVES(a, b) {BYTES8(a), BYTES8(b)}
+
+/* Per half of struct sl_hdr_rule: token bytes (letters through the fold,
+ * digits, '-'), or value bytes (0x20..0x7e, then 0x80..0xff as -128..-1;
+ * eq is one of them). */
+const struct sl_hdr_rule sl_hdr_rules[3] = {
+    [SL_HDR_FIELD] = {
+        .fold = HALVES(0x20, 0), .lo1 = HALVES('a', 0x20), .hi1 = HALVES('z', 0x7e),
+        .lo2 = HALVES('0', -128), .hi2 = HALVES('9', -1), .eq = HALVES('-', 0x20),
+    },
+    [SL_HDR_TOKEN] = {
+        .fold = HALVES(0x20, 0x20), .lo1 = HALVES('a', 'a'), .hi1 = HALVES('z', 'z'),
+        .lo2 = HALVES('0', '0'), .hi2 = HALVES('9', '9'), .eq = HALVES('-', '-'),
+    },
+    [SL_HDR_VALUE] = {
+        .fold = HALVES(0, 0), .lo1 = HALVES(0x20, 0x20), .hi1 = HALVES(0x7e, 0x7e),
+        .lo2 = HALVES(-128, -128), .hi2 = HALVES(-1, -1), .eq = HALVES(0x20, 0x20),
+    },
+};
+
+/* 16 bytes at a time while they pass, then per byte by the table from
+ * the first 16 that did not: bytes that pass are bytes the table takes, so
+ * what the words skip the table would have passed too. id is SL_HDR_TOKEN
+ * or SL_HDR_VALUE. */
+static bool all_pass(const char *s, size_t n, enum sl_hdr_rule_id id)
+{
+    const struct sl_hdr_rule *r = &sl_hdr_rules[id];
+    uint64_t w0, w1;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        memcpy(&w0, s + i, 8);
+        memcpy(&w1, s + i + 8, 8);
+        if (!sl_hdr_pass(w0, w1, r))
+            break;
+    }
+    if (i < n && i + 16 > n) {
+        if (n >= 16) {
+            memcpy(&w0, s + n - 16, 8);
+            memcpy(&w1, s + n - 8, 8);
+        } else {
+            char copy[16];
+            sl_hdr_move16(copy, s, n, &w0, &w1);
+        }
+        if (sl_hdr_pass(w0, w1, r))
+            return true;
+    }
+    for (; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (id == SL_HDR_TOKEN ? !token_table[ch] : sl_hdr_control[ch])
+            return false;
+    }
+    return true;
+}
+
+bool sl_is_token(const char *s, size_t n)
+{
+    return n > 0 && all_pass(s, n, SL_HDR_TOKEN);
+}
+
+bool sl_is_field_value(const char *s, size_t n)
+{
+    return all_pass(s, n, SL_HDR_VALUE);
+}
+
+/* The general case, and the one sl_header_copy_fast leaves: checking
+ * first, so a refused field costs no arena space; long fields are rare
+ * enough for memcpy to be the copy. */
+static int header_copy(struct sl_arena *a, const char *name, size_t nlen, const char *value,
+                       size_t vlen, bool name_known, struct sl_header *out)
 {
     if (nlen == 0 || nlen > UINT32_MAX || vlen > UINT32_MAX)
+        return -2;
+    if ((!name_known && !all_pass(name, nlen, SL_HDR_TOKEN)) ||
+        !all_pass(value, vlen, SL_HDR_VALUE))
         return -2;
     char *n = sl_arena_alloc(a, nlen + vlen + 2);
     if (n == NULL)
         return -1;
-    if (name_known && nlen <= 16) {
-        /* two overlapping fixed-size copies, inline, within the name */
-        if (nlen >= 8) {
-            uint64_t x, y;
-            memcpy(&x, name, 8);
-            memcpy(&y, name + nlen - 8, 8);
-            memcpy(n, &x, 8);
-            memcpy(n + nlen - 8, &y, 8);
-        } else if (nlen >= 4) {
-            uint32_t x, y;
-            memcpy(&x, name, 4);
-            memcpy(&y, name + nlen - 4, 4);
-            memcpy(n, &x, 4);
-            memcpy(n + nlen - 4, &y, 4);
-        } else {
-            for (size_t i = 0; i < nlen; i++)
-                n[i] = name[i];
-        }
-    } else if (name_known) {
-        memcpy(n, name, nlen);
-    } else {
-        for (size_t i = 0; i < nlen; i++) {
-            unsigned char ch = (unsigned char)name[i];
-            if (!token_table[ch])
-                return -2;
-            n[i] = (char)ch;
-        }
-    }
+    memcpy(n, name, nlen);
     n[nlen] = '\0';
     char *v = n + nlen + 1;
-    for (size_t i = 0; i < vlen; i++) {
-        unsigned char ch = (unsigned char)value[i];
-        if (control_table[ch])
-            return -2;
-        v[i] = (char)ch;
-    }
+    if (vlen > 0)
+        memcpy(v, value, vlen);
     v[vlen] = '\0';
     *out = (struct sl_header){
         .name = n, .name_len = (uint32_t)nlen, .value = v, .value_len = (uint32_t)vlen,

@@ -43,6 +43,8 @@ struct ctx_map {
 /* One worker's VM of an instance; only that worker touches it. */
 struct lua_slot {
     struct sl_lua_vm vm;
+    const struct sl_plugin *plugin; /* borrowed: the instance (for messages) */
+    int worker;                     /* this slot's worker */
     struct ctx_map ctx;
     int64_t retry_at_ms;            /* after a failed open: not before this */
     char *failure;                  /* owned: why the last open failed */
@@ -194,6 +196,10 @@ static struct sl_plugin *plugin_new(const struct sl_plugin_conf *conf, const cha
         (config_file != NULL && im->config_file == NULL)) {
         sl_plugin_free(p);          /* frees im through the kind */
         return NULL;
+    }
+    for (size_t i = 0; i < nworkers; i++) {
+        im->slots[i].plugin = p;
+        im->slots[i].worker = (int)i;
     }
     return p;
 }
@@ -434,40 +440,67 @@ static bool over_memory_at_return(struct sl_lua_vm *vm, char *err, size_t errlen
     return over;
 }
 
+/* A hook of s's VM was stopped at its memory limit. What the plugin keeps
+ * (a module-level table that grows per request) would get every later
+ * call killed too, and the kill unwound the hook mid-change: the VM is
+ * closed here, and the worker's next call of the instance opens a fresh
+ * one (worker_slot), as on first use. No Lua frame of the VM is live (the
+ * hook's pcall returned). The ctx tables of the worker's requests in
+ * flight went with it: their ctx slots are forgotten too, so their later
+ * hooks start from an empty ctx in the new VM, and request_done finds
+ * nothing of theirs to drop. */
+static __attribute__((noinline, cold)) void recycle_after_memory_kill(struct lua_slot *s)
+{
+    size_t bytes = sl_lua_vm_heap_bytes(&s->vm);
+    SL_WARN("plugin %s: worker %d: Lua VM closed after a memory kill (%.1f MiB in use); "
+            "the next call opens a fresh one", s->plugin->name, s->worker,
+            (double)bytes / (1 << 20));
+    sl_lua_vm_close(&s->vm);
+    ctx_map_fini(&s->ctx);
+}
+
 /* What a hook call answered when it was not a plain "continue" with the
  * heap well under its limit: rc from lua_pcall, and the hook caller's
  * results on the stack above SL_LUA_VM_TOP (one: a local reply; code,
- * message: failed). Leaves the stack at SL_LUA_VM_TOP. */
-static __attribute__((noinline)) int hook_answer(struct sl_lua_vm *vm, int rc, char *err,
+ * message: failed; code, message, true: stopped at its memory limit).
+ * Leaves the stack at SL_LUA_VM_TOP, or the VM closed after a memory
+ * kill. */
+static __attribute__((noinline)) int hook_answer(struct lua_slot *s, int rc, char *err,
                                                  size_t errlen, bool *budget)
 {
-    lua_State *L = vm->L;
+    lua_State *L = s->vm.L;
+    int nres = lua_gettop(L) - SL_LUA_VM_TOP;
+    int action;
+    bool memory;
     if (rc != 0) {
         /* Only the host itself can fail here (it catches plugin errors):
          * out of memory outside a budget check, mostly. */
-        *budget = rc == LUA_ERRMEM;
-        if (rc == LUA_ERRMEM)
+        memory = rc == LUA_ERRMEM;
+        if (memory)
             snprintf(err, errlen, "budget exceeded: memory: the VM's heap is full");
         else
             copy_message(L, -1, "error in the plugin host", err, errlen);
-        lua_settop(L, SL_LUA_VM_TOP);
-        return SL_ACTION_ERROR;
-    }
-    int nres = lua_gettop(L) - SL_LUA_VM_TOP;
-    if (nres >= 2) {
-        /* code, message above what the host gave C */
+        *budget = memory;
+        action = SL_ACTION_ERROR;
+    } else if (nres >= 2) {
+        /* code, message[, memory] above what the host gave C */
         int code = (int)lua_tointeger(L, SL_LUA_VM_TOP + 1);
         *budget = code == HOST_BUDGET;
+        memory = *budget && nres >= 3 && lua_toboolean(L, SL_LUA_VM_TOP + 3);
         copy_message(L, SL_LUA_VM_TOP + 2, *budget ? "budget exceeded" : "error", err, errlen);
-        lua_settop(L, SL_LUA_VM_TOP);
-        return SL_ACTION_ERROR;
-    }
-    int action = nres == 1 ? SL_ACTION_RESPOND : SL_ACTION_CONTINUE;
-    lua_settop(L, SL_LUA_VM_TOP);
-    if (over_memory_at_return(vm, err, errlen)) {
-        *budget = true;
         action = SL_ACTION_ERROR;
+    } else {
+        action = nres == 1 ? SL_ACTION_RESPOND : SL_ACTION_CONTINUE;
+        lua_settop(L, SL_LUA_VM_TOP);
+        memory = over_memory_at_return(&s->vm, err, errlen);
+        if (memory) {
+            *budget = true;
+            action = SL_ACTION_ERROR;
+        }
     }
+    lua_settop(L, SL_LUA_VM_TOP);
+    if (memory)
+        recycle_after_memory_kill(s);
     return action;
 }
 
@@ -499,7 +532,7 @@ static __attribute__((noinline)) int call_with_setup(struct sl_plugin *p, enum s
     sl_ffi_leave(prev);
     if (rc == 0 && lua_gettop(L) == SL_LUA_VM_TOP && !sl_lua_vm_heap_near_limit(&s->vm))
         return SL_ACTION_CONTINUE;
-    return hook_answer(&s->vm, rc, err, errlen, budget);
+    return hook_answer(s, rc, err, errlen, budget);
 }
 
 /* The hot path: one C->Lua call per hook. The phase's hook caller sits
@@ -527,7 +560,7 @@ static int lua_plugin_call(struct sl_plugin *p, enum sl_phase phase, struct sl_c
     sl_ffi_leave(prev);
     if (rc == 0 && lua_gettop(L) == SL_LUA_VM_TOP && !sl_lua_vm_heap_near_limit(&s->vm))
         return SL_ACTION_CONTINUE;
-    return hook_answer(&s->vm, rc, err, errlen, budget);
+    return hook_answer(s, rc, err, errlen, budget);
 }
 
 /* Runs for every plugin of the chain at the end of every request: free

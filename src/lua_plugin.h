@@ -7,7 +7,10 @@
  * bad plugin or config fails the generation with a precise message. Each
  * worker later gets its own VM of the instance, created by that worker on
  * its first call (or ahead of time with sl_lua_plugin_prepare); a worker
- * only ever touches its own slot, so calls take no lock. */
+ * only ever touches its own slot, so calls take no lock. A hook stopped
+ * at its memory limit gets its worker's VM closed there and then: that
+ * worker's next call of the instance opens a fresh one, which loads the
+ * file and runs init again (a timeout keeps the VM). */
 #ifndef SL_LUA_PLUGIN_H
 #define SL_LUA_PLUGIN_H
 

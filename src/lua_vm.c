@@ -195,7 +195,11 @@ static lua_State *new_state(const struct sl_plugin_conf *conf, struct sl_lua_hea
 
 size_t sl_lua_vm_heap_bytes(const struct sl_lua_vm *vm)
 {
-    return vm->heap ? vm->heap->used : 0;
+    if (vm->heap != NULL)
+        return vm->heap->used;
+    if (vm->L == NULL)
+        return 0;
+    return ((size_t)lua_gc(vm->L, LUA_GCCOUNT, 0) << 10) + (size_t)lua_gc(vm->L, LUA_GCCOUNTB, 0);
 }
 
 bool sl_lua_vm_gc_near_limit(const struct sl_lua_vm *vm)

@@ -99,7 +99,8 @@ int sl_lua_vm_open(struct sl_lua_vm *vm, const struct sl_lua_source *src,
  * thread is using. */
 void sl_lua_vm_close(struct sl_lua_vm *vm);
 
-/* Bytes the VM's heap holds now (0 without a counting allocator). */
+/* Bytes the VM's heap holds now: the counting allocator's count, or
+ * LuaJIT's own without one; 0 when the VM is closed. */
 size_t sl_lua_vm_heap_bytes(const struct sl_lua_vm *vm);
 
 /* Without a counting allocator: LuaJIT's own count against mem_near. */
@@ -120,9 +121,10 @@ static inline bool sl_lua_vm_heap_near_limit(const struct sl_lua_vm *vm)
  * sl_lua_vm_open made (including the throwaway ones that validate a plugin
  * while a generation is built, and those whose loading failed), *closed
  * every one closed again. created - closed is the number open now, for
- * leak checks, the SIGUSR1 status line and the admin API. Thread-safe; the
- * two numbers are read one after the other, so a VM closing meanwhile may
- * show as still open. */
+ * leak checks, the SIGUSR1 status line and the admin API. A worker's VM
+ * closed after a memory kill and opened again (lua_plugin.c) counts once
+ * in each. Thread-safe; the two numbers are read one after the other, so
+ * a VM closing meanwhile may show as still open. */
 void sl_lua_vm_counts(uint64_t *created, uint64_t *closed);
 
 /* Frees what sl_lua_vm_open put in meta. */

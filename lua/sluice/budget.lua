@@ -20,7 +20,9 @@
 -- cannot swallow the kill.
 --
 -- Memory is the whole VM's (collectgarbage "count"): the host runs one VM
--- per plugin per worker, so VM memory is plugin memory.
+-- per plugin per worker, so VM memory is plugin memory. After a memory
+-- kill the host closes the VM (what filled it is likely kept) and opens a
+-- fresh one; after a timeout it keeps it (src/lua_plugin.c).
 --
 -- The check reaches instrumented code through the shared string method
 -- table (see PREFIX): the sandbox installs it there, read-only. A plugin that

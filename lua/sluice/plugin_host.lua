@@ -11,7 +11,8 @@
 --   host.call(phase, key) -> code[, message]: runs one hook for the
 --     request key (a value unique among the worker's live requests):
 --     0 continue, 1 respond (sluice.response.exit), -1 error (message and
---     traceback), -2 budget exceeded (message)
+--     traceback), -2 budget exceeded (message; the hook callers below add
+--     true after it for a memory kill, after which C closes the VM)
 --   host.done(key): the request is over; drops its ctx table
 --
 -- The hot path of src/lua_plugin.c uses leaner forms of these, all set up
@@ -446,22 +447,28 @@ local enter, leave = base.enter, base.leave
 -- failed(kind, msg, tb, exited) -> the host's answer for a run that did
 -- not return normally: 1 for a local reply that ended the hook with an
 -- error (sluice.response.exit; exited is what base.exited said), else -1
--- or -2 and the message.
+-- or -2 and the message, and true after them for a memory kill: the C
+-- host then closes this VM (what the plugin kept may be what filled it,
+-- and the kill unwound the hook mid-change) and the worker's next call
+-- runs in a fresh one. A timeout keeps the VM.
 local function failed(kind, msg, tb, exited)
   if kind == "error" then
     if exited and msg == EXIT then return 1 end
     if tb then return -1, msg .. "\n" .. tb end
     return -1, msg
   end
-  if kind == "memory" and not find(msg, "budget exceeded", 1, true) then
-    -- LuaJIT's own allocation failure: the VM's heap reached its hard cap
-    -- (src/lua_vm.c) between two budget checks.
-    msg = "budget exceeded: memory (" .. tostring(limits.memory_limit_mb) .. " MB): " .. msg
+  if kind == "memory" then
+    if not find(msg, "budget exceeded", 1, true) then
+      -- LuaJIT's own allocation failure: the VM's heap reached its hard
+      -- cap (src/lua_vm.c) between two budget checks.
+      msg = "budget exceeded: memory (" .. tostring(limits.memory_limit_mb) .. " MB): " .. msg
+    end
+    return -2, msg, true
   end
   return -2, msg
 end
 
--- dispatch(phase, slot) -> code[, message]: call() for the C host
+-- dispatch(phase, slot) -> code[, message[, true]]: call() for the C host
 -- (src/lua_plugin.c), without the memory check at return (the host calls
 -- check_memory() when its heap is over the limit). slot is the request's
 -- ctx slot, only for a phase whose hook reads its ctx (ctx_phases()); the
@@ -495,8 +502,9 @@ M.dispatch = dispatch
 -- reads its ctx fixed in upvalues (constants in the trace), and the
 -- answer told by the number of results, which C reads without converting
 -- a value: none to continue, one (1) for a local reply, two (code,
--- message) for a failure, as dispatch() codes them. Takes the request's
--- ctx slot, only when the hook reads its ctx.
+-- message) for a failure, as dispatch() codes them, three (-2, message,
+-- true) for a memory kill (see failed()). Takes the request's ctx slot,
+-- only when the hook reads its ctx.
 --
 -- base.exited is false whenever no hook runs: base.leave(), which every
 -- caller (and dispatch) calls when its hook returns, puts it back, so no

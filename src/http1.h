@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <llhttp.h>
 
@@ -131,6 +132,31 @@ const struct sl_header *sl_head_find(const struct sl_head *h, const char *name,
 /* True when a comma-separated header value contains token (case-insensitive). */
 bool sl_value_has_token(const char *value, size_t len, const char *token);
 
+/* The 2 bytes at p, in host order, whatever p's alignment: for comparing
+ * names a word at a time (memcpy compiles to one unaligned load). */
+static inline uint16_t sl_load16(const char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The 4 bytes at p, as sl_load16. */
+static inline uint32_t sl_load32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The 8 bytes at p, as sl_load16. */
+static inline uint64_t sl_load64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 /* Case-insensitive compare of a header name against a lowercase literal.
  * Inline: the head builders ask it of every field, and most answers are
  * "no" from the length alone. */
@@ -140,11 +166,24 @@ static inline bool sl_name_is(const struct sl_header *hd, const char *lower, siz
         return false;
     /* Field names are tokens, so OR-ing 0x20 folds letters and leaves the
      * other token characters that could collide ('@'..'_' minus letters)
-     * out of every name we compare against. */
-    for (size_t i = 0; i < len; i++)
-        if ((hd->name[i] | 0x20) != lower[i])
-            return false;
-    return true;
+     * out of every name we compare against. Done a word at a time, with
+     * overlapping words for the tail, every load stays inside both
+     * strings; with a literal the compiler folds lower's words into
+     * immediates. */
+    const char *n = hd->name;
+    if (len >= 8) {
+        for (size_t i = 0; i + 8 < len; i += 8)
+            if ((sl_load64(n + i) | 0x2020202020202020u) != sl_load64(lower + i))
+                return false;
+        return (sl_load64(n + len - 8) | 0x2020202020202020u) == sl_load64(lower + len - 8);
+    }
+    if (len >= 4)
+        return (sl_load32(n) | 0x20202020u) == sl_load32(lower) &&
+               (sl_load32(n + len - 4) | 0x20202020u) == sl_load32(lower + len - 4);
+    if (len >= 2)
+        return (uint16_t)(sl_load16(n) | 0x2020u) == sl_load16(lower) &&
+               (uint16_t)(sl_load16(n + len - 2) | 0x2020u) == sl_load16(lower + len - 2);
+    return len == 0 || (n[0] | 0x20) == lower[0];
 }
 
 #endif

@@ -9,25 +9,13 @@
 #include "log.h"
 #include "plugin.h"
 #include "proxy.h"
+#include "proxy_head.h"
 #include "router.h"
 #include "worker.h"
 
 bool sl_is_hop_by_hop(const struct sl_header *hd)
 {
-    switch (hd->name_len) {
-    case 2:
-        return sl_name_is(hd, "te", 2);
-    case 7:
-        return sl_name_is(hd, "upgrade", 7) || sl_name_is(hd, "trailer", 7);
-    case 10:
-        return sl_name_is(hd, "connection", 10) || sl_name_is(hd, "keep-alive", 10);
-    case 16:
-        return sl_name_is(hd, "proxy-connection", 16);
-    case 17:
-        return sl_name_is(hd, "transfer-encoding", 17);
-    default:
-        return false;
-    }
+    return (sl_field_kind(hd) & (SL_FIELD_HOP | SL_FIELD_CONNECTION)) != 0;
 }
 
 bool sl_is_connection_listed(const struct sl_head *h, const struct sl_header *hd)

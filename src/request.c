@@ -18,21 +18,6 @@ bool sl_is_hop_by_hop(const struct sl_header *hd)
     return (sl_field_kind(hd) & (SL_FIELD_HOP | SL_FIELD_CONNECTION)) != 0;
 }
 
-bool sl_is_connection_listed(const struct sl_head *h, const struct sl_header *hd)
-{
-    char name[64];
-    if (hd->name_len >= sizeof name || sl_name_is(hd, "host", 4))
-        return false;
-    memcpy(name, hd->name, hd->name_len);
-    name[hd->name_len] = '\0';
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const struct sl_header *c = &h->headers[i];
-        if (sl_name_is(c, "connection", 10) && sl_value_has_token(c->value, c->value_len, name))
-            return true;
-    }
-    return false;
-}
-
 /* "000102...ff": two digits a byte, so an id takes 8 steps, not 16. */
 static const char hex_pairs[513] =
     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"

@@ -28,8 +28,4 @@ int sl_request_prepare(struct sl_conn *c);
  * Upgrade; and Trailer, since trailers are not forwarded). */
 bool sl_is_hop_by_hop(const struct sl_header *hd);
 
-/* True when hd is named in one of the head's Connection fields (and so is
- * hop-by-hop too). Host is never treated as such. */
-bool sl_is_connection_listed(const struct sl_head *h, const struct sl_header *hd);
-
 #endif

@@ -1,17 +1,10 @@
 #include "plugin_native.h"
 
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "arena.h"
 #include "conn.h"
@@ -19,27 +12,12 @@
 #include "lua_vm.h"
 #include "plugin_find.h"
 #include "plugin_native_host.h"
+#include "plugin_native_module.h"
 #include "sha256.h"
 #include "worker.h"
 
-#define FILE_MAX        (256u << 20)    /* a bigger plugin file is refused */
 #define PRIORITY_MAX    1000000
 #define RETRY_MS        1000            /* a failed worker_init is retried after this */
-#define ENTRY           "sluice_plugin_init"
-
-typedef const struct sluice_plugin *(*entry_fn)(const struct sluice_host *host);
-
-/* One loaded copy of a plugin file, shared by every instance whose file
- * has the same content. Lives in the registry below, under its lock. */
-struct module {
-    struct module *next;
-    char hash[SL_SHA256_HEX_LEN + 1];
-    char copy[PATH_MAX];            /* the private copy dlopen'd */
-    void *handle;
-    struct sluice_plugin desc;      /* the plugin's descriptor; zero past its size */
-    size_t refs;                    /* instances using it */
-};
-
 /* A worker's state of an instance; only that worker touches it. */
 struct worker_slot {
     void *state;                    /* worker_init's */
@@ -48,7 +26,7 @@ struct worker_slot {
 };
 
 struct native_impl {
-    struct module *mod;             /* a reference */
+    struct sl_native_module *mod;             /* a reference */
     void *instance;                 /* config_create's */
     sluice_hook_fn hooks[SL_PHASE_COUNT];
     struct worker_slot *workers;    /* owned: one per worker */
@@ -69,318 +47,6 @@ struct sl_plugin_state {
  * chain skips that walk (defined at the end). */
 static const struct sl_plugin_kind *kind_for(const struct sluice_plugin *d);
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct module *modules;
-static char copy_dir[PATH_MAX];
-/* Copies dlopen'd, and those whose dlclose really unmapped them (checked
- * with RTLD_NOLOAD), since start; under lock. */
-static uint64_t copies_loaded, copies_unloaded;
-
-/* --- private copies -------------------------------------------------------------- */
-
-/* At exit the process's copies go, loaded or not (a crash leaves them in a
- * directory named after the pid). Nothing is unloaded here: threads of a
- * shutting-down process may still be on their way out. */
-static void remove_copies(void)
-{
-    pthread_mutex_lock(&lock);
-    for (struct module *m = modules; m != NULL; m = m->next)
-        unlink(m->copy);
-    if (copy_dir[0] != '\0')
-        rmdir(copy_dir);
-    pthread_mutex_unlock(&lock);
-}
-
-static bool is_usable_dir(const char *dir)
-{
-    return dir != NULL && dir[0] == '/' && strlen(dir) < PATH_MAX - 128 &&
-           access(dir, W_OK | X_OK) == 0;
-}
-
-static int ensure_copy_dir(char *err, size_t errlen)
-{
-    if (copy_dir[0] != '\0')
-        return 0;
-    const char *base = getenv("XDG_RUNTIME_DIR");
-    if (!is_usable_dir(base))
-        base = getenv("TMPDIR");
-    if (!is_usable_dir(base))
-        base = "/tmp";
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/sluice-%ld-XXXXXX", base, (long)getpid());
-    if (mkdtemp(dir) == NULL) {
-        snprintf(err, errlen, "cannot create a directory for plugin copies in %s: %s", base,
-                 strerror(errno));
-        return -1;
-    }
-    static bool registered;
-    if (!registered && atexit(remove_copies) == 0)
-        registered = true;
-    memcpy(copy_dir, dir, sizeof copy_dir);
-    SL_DEBUG("sluice: native plugin copies go to %s", copy_dir);
-    return 0;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Writes the bytes to DIR/HASH.so, replacing a leftover of an earlier
- * load (same name, hence same content). */
-static int write_copy(struct module *m, const char *bytes, size_t len, char *err, size_t errlen)
-{
-    if (ensure_copy_dir(err, errlen) < 0)
-        return -1;
-    int n = snprintf(m->copy, sizeof m->copy, "%s/%s.so", copy_dir, m->hash);
-    if (n < 0 || (size_t)n >= sizeof m->copy) {
-        snprintf(err, errlen, "the directory for plugin copies has too long a name");
-        return -1;
-    }
-    unlink(m->copy);
-    int fd = open(m->copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0700);
-    if (fd < 0 || write_all(fd, bytes, len) < 0 || close(fd) < 0) {
-        snprintf(err, errlen, "cannot write its private copy %.1024s: %s", m->copy,
-                 strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        unlink(m->copy);
-        return -1;
-    }
-    return 0;
-}
-
-/* --- the registry --------------------------------------------------------------- */
-
-/* Closes the copy and checks that the image is gone: glibc keeps an
- * object mapped past its last dlclose when it is marked NODELETE (a
- * plugin with STB_GNU_UNIQUE symbols, typically C++ inline statics, or
- * one that dlopens itself with RTLD_NODELETE). Such a copy is reported
- * once and not counted as unloaded, so the status line shows it open.
- * The check needs the file (RTLD_NOLOAD matches by name, then by inode):
- * before unlink. */
-static void module_unload(struct module *m)
-{
-    if (dlclose(m->handle) != 0) {
-        const char *why = dlerror();
-        SL_WARN("plugin %s: dlclose failed: %s", m->copy, why ? why : "?");
-        return;
-    }
-    void *still = dlopen(m->copy, RTLD_NOW | RTLD_NOLOAD);
-    if (still != NULL) {
-        dlclose(still);
-        SL_WARN("plugin %s: still mapped after its last dlclose (a NODELETE object: "
-                "unique symbols?); its code stays in memory until exit", m->copy);
-        return;
-    }
-    copies_unloaded++;
-    SL_DEBUG("plugin %s: unloaded", m->copy);
-}
-
-static void module_free(struct module *m)
-{
-    if (m->handle != NULL)
-        module_unload(m);
-    unlink(m->copy);
-    free(m);
-}
-
-/* Opens the copy and checks the entry function and its descriptor. */
-static int module_open(struct module *m, char *err, size_t errlen)
-{
-    m->handle = dlopen(m->copy, RTLD_NOW | RTLD_LOCAL);
-    if (m->handle == NULL) {
-        const char *why = dlerror();
-        snprintf(err, errlen, "cannot load: %s", why ? why : "dlopen failed");
-        return -1;
-    }
-    copies_loaded++;
-    SL_DEBUG("plugin %s: loaded", m->copy);
-    entry_fn entry;
-    void *sym = dlsym(m->handle, ENTRY);
-    if (sym == NULL) {
-        snprintf(err, errlen, "no %s function: not a sluice native plugin (export it; see "
-                 "plugins-native/include/sluice_plugin.h)", ENTRY);
-        return -1;
-    }
-    /* POSIX guarantees that a function's address survives this copy. */
-    memcpy(&entry, &sym, sizeof entry);
-    const struct sluice_plugin *d = entry(&sl_native_host);
-    if (d == NULL) {
-        snprintf(err, errlen, "%s refused this sluice (plugin ABI %d.%d)", ENTRY,
-                 SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR);
-        return -1;
-    }
-    if (d->size < offsetof(struct sluice_plugin, name)) {
-        snprintf(err, errlen, "%s returned a descriptor of %zu bytes: not a sluice_plugin",
-                 ENTRY, d->size);
-        return -1;
-    }
-    if (d->abi_major != SLUICE_ABI_MAJOR) {
-        snprintf(err, errlen, "built for sluice plugin ABI %u.%u, this sluice has ABI %d.%d: "
-                 "rebuild it against this sluice's sluice_plugin.h", d->abi_major, d->abi_minor,
-                 SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR);
-        return -1;
-    }
-    /* An older minor's descriptor is shorter: what it lacks stays zero.
-     * A newer one is longer: what this host does not know is not read. */
-    memcpy(&m->desc, d, d->size < sizeof m->desc ? d->size : sizeof m->desc);
-    return 0;
-}
-
-/* The loaded copy of these bytes, with a reference taken: the one loaded
- * already for the same content, or a new one. NULL with err. */
-static struct module *module_get(const char *hash, const char *bytes, size_t len, char *err,
-                                 size_t errlen)
-{
-    pthread_mutex_lock(&lock);
-    struct module *m;
-    for (m = modules; m != NULL; m = m->next)
-        if (strcmp(m->hash, hash) == 0)
-            break;
-    if (m != NULL) {
-        m->refs++;
-        pthread_mutex_unlock(&lock);
-        return m;
-    }
-    m = calloc(1, sizeof *m);
-    if (m == NULL) {
-        pthread_mutex_unlock(&lock);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    memcpy(m->hash, hash, sizeof m->hash);
-    if (write_copy(m, bytes, len, err, errlen) < 0 || module_open(m, err, errlen) < 0) {
-        module_free(m);
-        pthread_mutex_unlock(&lock);
-        return NULL;
-    }
-    m->refs = 1;
-    m->next = modules;
-    modules = m;
-    pthread_mutex_unlock(&lock);
-    return m;
-}
-
-/* Drops a reference; the last closes the copy and removes it. Callers
- * guarantee no thread runs the plugin's code any more (its generation is
- * gone). */
-static void module_put(struct module *m)
-{
-    pthread_mutex_lock(&lock);
-    if (--m->refs == 0) {
-        for (struct module **pp = &modules; *pp != NULL; pp = &(*pp)->next) {
-            if (*pp == m) {
-                *pp = m->next;
-                break;
-            }
-        }
-        module_free(m);
-    }
-    pthread_mutex_unlock(&lock);
-}
-
-size_t sl_native_loaded_count(void)
-{
-    size_t n = 0;
-    pthread_mutex_lock(&lock);
-    for (struct module *m = modules; m != NULL; m = m->next)
-        n++;
-    pthread_mutex_unlock(&lock);
-    return n;
-}
-
-void sl_native_counts(uint64_t *loaded, uint64_t *unloaded)
-{
-    pthread_mutex_lock(&lock);
-    *loaded = copies_loaded;
-    *unloaded = copies_unloaded;
-    pthread_mutex_unlock(&lock);
-}
-
-const char *sl_native_copy_dir(void)
-{
-    return copy_dir;
-}
-
-/* --- loading ---------------------------------------------------------------------- */
-
-/* Reads path whole (owned; free it). NULL with err. */
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *buf = NULL;
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        snprintf(err, errlen, "%s", strerror(errno));
-    } else if ((uint64_t)st.st_size > FILE_MAX) {
-        snprintf(err, errlen, "larger than %u MiB", FILE_MAX >> 20);
-    } else if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-    } else {
-        size_t n = 0, want = (size_t)st.st_size;
-        while (n < want) {
-            ssize_t r = read(fd, buf + n, want - n);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0) {
-                snprintf(err, errlen, "%s", r < 0 ? strerror(errno) : "changed while read");
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            n += (size_t)r;
-        }
-        *len = n;
-    }
-    if (fd >= 0)
-        close(fd);
-    return buf;
-}
-
-static void hex_of(const unsigned char d[32], char hex[SL_SHA256_HEX_LEN + 1])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < 32; i++) {
-        hex[2 * i] = digits[d[i] >> 4];
-        hex[2 * i + 1] = digits[d[i] & 15];
-    }
-    hex[SL_SHA256_HEX_LEN] = '\0';
-}
-
-/* Reads, hashes and pins the file, then gets its loaded copy. */
-static struct module *load_module(const struct sl_plugin_conf *conf, const char *path,
-                                  char *err, size_t errlen)
-{
-    size_t len = 0;
-    char *bytes = read_file(path, &len, err, errlen);
-    if (bytes == NULL)
-        return NULL;
-    unsigned char d[32];
-    char hash[SL_SHA256_HEX_LEN + 1];
-    struct module *m = NULL;
-    if (sl_sha256(bytes, len, d) < 0) {
-        snprintf(err, errlen, "cannot compute its SHA-256 (out of memory)");
-    } else {
-        hex_of(d, hash);
-        if (conf->sha256 != NULL && strcmp(hash, conf->sha256) != 0)
-            snprintf(err, errlen, "sha256 mismatch: the file's SHA-256 is %s, the configuration "
-                     "pins %s", hash, conf->sha256);
-        else
-            m = module_get(hash, bytes, len, err, errlen);
-    }
-    free(bytes);
-    return m;
-}
 
 /* The descriptor's own checks, past the ABI's. */
 static int check_desc(const struct sl_plugin_conf *conf, const struct sluice_plugin *d,
@@ -446,7 +112,7 @@ static void impl_free(struct native_impl *im)
     }
     if (im->instance != NULL && d->config_destroy != NULL)
         d->config_destroy(im->instance);
-    module_put(im->mod);
+    sl_native_module_put(im->mod);
     free(im->workers);
     free(im);
 }
@@ -505,9 +171,9 @@ int sl_native_plugin_load(const struct sl_plugin_conf *conf, const char *path,
     *out = NULL;
     snprintf(where, sizeof where, "%s:%d:%d", config_file ? config_file : "-", conf->line,
              conf->col);
-    struct module *m = load_module(conf, path, why, sizeof why);
+    struct sl_native_module *m = sl_native_module_load(path, conf->sha256, why, sizeof why);
     if (m != NULL && check_desc(conf, &m->desc, why, sizeof why) < 0) {
-        module_put(m);
+        sl_native_module_put(m);
         m = NULL;
     }
     if (m == NULL) {
@@ -516,7 +182,7 @@ int sl_native_plugin_load(const struct sl_plugin_conf *conf, const char *path,
     }
     struct native_impl *im = calloc(1, sizeof *im);
     if (im == NULL) {
-        module_put(m);
+        sl_native_module_put(m);
         snprintf(err, errlen, "%s: plugin %s: out of memory", where, conf->name);
         return -1;
     }

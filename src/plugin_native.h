@@ -19,6 +19,7 @@
 
 #include "config-t.h"
 #include "plugin.h"
+#include "plugin_native_module.h"   /* sl_native_counts and friends */
 
 /* The native kind in full: hooks get the worker's state (worker_init),
  * the request's state goes to request_free at the request's end. An
@@ -52,20 +53,5 @@ extern const struct sl_plugin_kind sl_native_kind;
 int sl_native_plugin_load(const struct sl_plugin_conf *conf, const char *path,
                           const char *config_file, struct sl_plugin **out, char *err,
                           size_t errlen);
-
-/* The number of distinct plugin copies loaded now (for leak checks). */
-size_t sl_native_loaded_count(void);
-
-/* Since start: *loaded, the private copies dlopen'd (one per distinct
- * content at a time, also those refused after opening: ABI mismatch, bad
- * descriptor); *unloaded, those closed again whose image dlclose really
- * unmapped (checked with RTLD_NOLOAD; a NODELETE object is logged and not
- * counted). loaded - unloaded is the number mapped now, for the SIGUSR1
- * status line and leak checks. Thread-safe. */
-void sl_native_counts(uint64_t *loaded, uint64_t *unloaded);
-
-/* The directory holding this process's private copies (borrowed), or ""
- * before the first native plugin loaded. */
-const char *sl_native_copy_dir(void);
 
 #endif

@@ -21,6 +21,16 @@ static void to_hex(const unsigned char *d, size_t n, char *hex)
     hex[2 * n] = '\0';
 }
 
+int sl_sha256_hex(const void *p, size_t n, char hex[SL_SHA256_HEX_LEN + 1])
+{
+    unsigned char d[32];
+    hex[0] = '\0';
+    if (sl_sha256(p, n, d) < 0)
+        return -1;
+    to_hex(d, sizeof d, hex);
+    return 0;
+}
+
 int sl_sha256_file(const char *path, char hex[SL_SHA256_HEX_LEN + 1])
 {
     hex[0] = '\0';

@@ -16,4 +16,8 @@ int sl_sha256_file(const char *path, char hex[SL_SHA256_HEX_LEN + 1]);
  * libcrypto fails (out of memory). */
 int sl_sha256(const void *p, size_t n, unsigned char out[32]);
 
+/* sl_sha256 written as 64 lowercase hex digits and a NUL into hex.
+ * Returns 0, or -1 when libcrypto fails (hex is then ""). */
+int sl_sha256_hex(const void *p, size_t n, char hex[SL_SHA256_HEX_LEN + 1]);
+
 #endif

@@ -678,3 +678,39 @@ int sl_json_parse(const char *p, size_t n, struct sl_value *out, char *err, size
     sl_value_free(out);
     return -1;
 }
+
+void sl_json_kv_string(struct sl_json *j, const char *key, const char *s)
+{
+    sl_json_key(j, key);
+    sl_json_string(j, s);
+}
+
+void sl_json_kv_int(struct sl_json *j, const char *key, int64_t v)
+{
+    sl_json_key(j, key);
+    sl_json_int(j, v);
+}
+
+void sl_json_kv_uint(struct sl_json *j, const char *key, uint64_t v)
+{
+    sl_json_key(j, key);
+    sl_json_uint(j, v);
+}
+
+void sl_json_kv_number(struct sl_json *j, const char *key, double v)
+{
+    sl_json_key(j, key);
+    sl_json_number(j, v);
+}
+
+void sl_json_kv_bool(struct sl_json *j, const char *key, bool v)
+{
+    sl_json_key(j, key);
+    sl_json_bool(j, v);
+}
+
+void sl_json_kv_time(struct sl_json *j, const char *key, int64_t ms)
+{
+    sl_json_key(j, key);
+    sl_json_time(j, ms);
+}

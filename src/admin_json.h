@@ -55,6 +55,15 @@ void sl_json_number(struct sl_json *j, double v);
 void sl_json_bool(struct sl_json *j, bool v);
 void sl_json_null(struct sl_json *j);
 
+/* An object member in one call: the key, then the value as the scalar
+ * writer of the same name writes it. */
+void sl_json_kv_string(struct sl_json *j, const char *key, const char *s);
+void sl_json_kv_int(struct sl_json *j, const char *key, int64_t v);
+void sl_json_kv_uint(struct sl_json *j, const char *key, uint64_t v);
+void sl_json_kv_number(struct sl_json *j, const char *key, double v);
+void sl_json_kv_bool(struct sl_json *j, const char *key, bool v);
+void sl_json_kv_time(struct sl_json *j, const char *key, int64_t ms);
+
 /* Writes an RFC 3339 UTC timestamp string ("2024-05-01T12:00:00.123Z")
  * for ms milliseconds since the epoch. */
 void sl_json_time(struct sl_json *j, int64_t ms);

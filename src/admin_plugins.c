@@ -42,12 +42,9 @@ static void put_scope(struct sl_json *j, const struct sl_gen *g, size_t idx)
     const struct sl_route_conf *rc = &g->cfg->routes[r];
     sl_json_key(j, "route");
     sl_json_object_begin(j);
-    sl_json_key(j, "host");
-    sl_json_string(j, rc->host);
-    sl_json_key(j, "path");
-    sl_json_string(j, rc->path);
-    sl_json_key(j, "upstream");
-    sl_json_string(j, rc->upstream_name);
+    sl_json_kv_string(j, "host", rc->host);
+    sl_json_kv_string(j, "path", rc->path);
+    sl_json_kv_string(j, "upstream", rc->upstream_name);
     sl_json_object_end(j);
 }
 
@@ -66,14 +63,10 @@ static void put_stats(struct sl_json *j, const struct sl_plugin *p)
     }
     sl_json_key(j, "stats");
     sl_json_object_begin(j);
-    sl_json_key(j, "calls");
-    sl_json_uint(j, sum.calls);
-    sl_json_key(j, "errors");
-    sl_json_uint(j, sum.errors);
-    sl_json_key(j, "time_ns");
-    sl_json_uint(j, sum.ns);
-    sl_json_key(j, "budget_kills");
-    sl_json_uint(j, sum.budget_kills);
+    sl_json_kv_uint(j, "calls", sum.calls);
+    sl_json_kv_uint(j, "errors", sum.errors);
+    sl_json_kv_uint(j, "time_ns", sum.ns);
+    sl_json_kv_uint(j, "budget_kills", sum.budget_kills);
     sl_json_key(j, "phases");
     sl_json_object_begin(j);
     for (int i = 0; i < SL_PHASE_COUNT; i++) {
@@ -81,12 +74,9 @@ static void put_stats(struct sl_json *j, const struct sl_plugin *p)
             continue;
         sl_json_key(j, sl_phase_name((enum sl_phase)i));
         sl_json_object_begin(j);
-        sl_json_key(j, "calls");
-        sl_json_uint(j, ph[i].calls);
-        sl_json_key(j, "errors");
-        sl_json_uint(j, ph[i].errors);
-        sl_json_key(j, "time_ns");
-        sl_json_uint(j, ph[i].ns);
+        sl_json_kv_uint(j, "calls", ph[i].calls);
+        sl_json_kv_uint(j, "errors", ph[i].errors);
+        sl_json_kv_uint(j, "time_ns", ph[i].ns);
         sl_json_object_end(j);
     }
     sl_json_object_end(j);
@@ -108,14 +98,10 @@ static void put_instance(struct sl_json *j, const struct sl_gen *g, size_t idx, 
 {
     const struct sl_plugin *p = g->plugins[idx];
     sl_json_object_begin(j);
-    sl_json_key(j, "name");
-    sl_json_string(j, p->name);
-    sl_json_key(j, "kind");
-    sl_json_string(j, p->kind->name);
-    sl_json_key(j, "version");
-    sl_json_string(j, p->version);
-    sl_json_key(j, "priority");
-    sl_json_int(j, p->priority);
+    sl_json_kv_string(j, "name", p->name);
+    sl_json_kv_string(j, "kind", p->kind->name);
+    sl_json_kv_string(j, "version", p->version);
+    sl_json_kv_int(j, "priority", p->priority);
     sl_json_key(j, "phases");
     sl_json_array_begin(j);
     for (int ph = 0; ph < SL_PHASE_COUNT; ph++)
@@ -123,27 +109,19 @@ static void put_instance(struct sl_json *j, const struct sl_gen *g, size_t idx, 
             sl_json_string(j, sl_phase_name((enum sl_phase)ph));
     sl_json_array_end(j);
     put_scope(j, g, idx);
-    sl_json_key(j, "enabled");
-    sl_json_bool(j, p->conf->enabled);
+    sl_json_kv_bool(j, "enabled", p->conf->enabled);
     put_override(j, p->name);
-    sl_json_key(j, "source");
-    sl_json_string(j, p->source);
-    sl_json_key(j, "sha256");
-    sl_json_string(j, p->sha256[0] ? p->sha256 : NULL);
-    sl_json_key(j, "loaded_at");
-    sl_json_time(j, p->loaded_ms);
+    sl_json_kv_string(j, "source", p->source);
+    sl_json_kv_string(j, "sha256", p->sha256[0] ? p->sha256 : NULL);
+    sl_json_kv_time(j, "loaded_at", p->loaded_ms);
     if (detail) {
         char at[512];
         snprintf(at, sizeof at, "%s:%d:%d", g->cfg->path ? g->cfg->path : "-", p->conf->line,
                  p->conf->col);
-        sl_json_key(j, "defined_at");
-        sl_json_string(j, at);
-        sl_json_key(j, "on_error");
-        sl_json_string(j, p->on_error == SL_ON_ERROR_CONTINUE ? "continue" : "fail");
-        sl_json_key(j, "timeout_ms");
-        sl_json_int(j, p->conf->timeout_ms);
-        sl_json_key(j, "memory_limit_mb");
-        sl_json_int(j, p->conf->memory_limit_mb);
+        sl_json_kv_string(j, "defined_at", at);
+        sl_json_kv_string(j, "on_error", p->on_error == SL_ON_ERROR_CONTINUE ? "continue" : "fail");
+        sl_json_kv_int(j, "timeout_ms", p->conf->timeout_ms);
+        sl_json_kv_int(j, "memory_limit_mb", p->conf->memory_limit_mb);
         sl_json_key(j, "config");
         sl_json_value(j, &p->conf->config);
     }

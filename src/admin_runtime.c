@@ -51,27 +51,19 @@ static void put_reload_status(struct sl_json *j, const struct sl_reload_status *
 {
     sl_json_key(j, "reloads");
     sl_json_object_begin(j);
-    sl_json_key(j, "ok");
-    sl_json_uint(j, st->ok);
-    sl_json_key(j, "failed");
-    sl_json_uint(j, st->failed);
-    sl_json_key(j, "unchanged");
-    sl_json_uint(j, st->unchanged);
+    sl_json_kv_uint(j, "ok", st->ok);
+    sl_json_kv_uint(j, "failed", st->failed);
+    sl_json_kv_uint(j, "unchanged", st->unchanged);
     sl_json_key(j, "last");
     if (!st->attempted) {
         sl_json_null(j);
     } else {
         sl_json_object_begin(j);
-        sl_json_key(j, "at");
-        sl_json_time(j, st->last_ms);
-        sl_json_key(j, "reason");
-        sl_json_string(j, st->last_reason);
-        sl_json_key(j, "ok");
-        sl_json_bool(j, st->last_ok);
-        sl_json_key(j, "unchanged");
-        sl_json_bool(j, st->last_unchanged);
-        sl_json_key(j, "error");
-        sl_json_string(j, st->last_error[0] ? st->last_error : NULL);
+        sl_json_kv_time(j, "at", st->last_ms);
+        sl_json_kv_string(j, "reason", st->last_reason);
+        sl_json_kv_bool(j, "ok", st->last_ok);
+        sl_json_kv_bool(j, "unchanged", st->last_unchanged);
+        sl_json_kv_string(j, "error", st->last_error[0] ? st->last_error : NULL);
         sl_json_object_end(j);
     }
     sl_json_object_end(j);
@@ -86,21 +78,15 @@ static void put_loaded_counts(struct sl_json *j)
     sl_native_counts(&loaded, &unloaded);
     sl_json_key(j, "lua_vms");
     sl_json_object_begin(j);
-    sl_json_key(j, "open");
-    sl_json_uint(j, created - closed);
-    sl_json_key(j, "created");
-    sl_json_uint(j, created);
-    sl_json_key(j, "closed");
-    sl_json_uint(j, closed);
+    sl_json_kv_uint(j, "open", created - closed);
+    sl_json_kv_uint(j, "created", created);
+    sl_json_kv_uint(j, "closed", closed);
     sl_json_object_end(j);
     sl_json_key(j, "native_copies");
     sl_json_object_begin(j);
-    sl_json_key(j, "open");
-    sl_json_uint(j, loaded - unloaded);
-    sl_json_key(j, "loaded");
-    sl_json_uint(j, loaded);
-    sl_json_key(j, "unloaded");
-    sl_json_uint(j, unloaded);
+    sl_json_kv_uint(j, "open", loaded - unloaded);
+    sl_json_kv_uint(j, "loaded", loaded);
+    sl_json_kv_uint(j, "unloaded", unloaded);
     sl_json_object_end(j);
 }
 
@@ -235,16 +221,11 @@ static void put_modules(struct sl_json *j, const struct sl_gen *g)
         if (seen)
             continue;
         sl_json_object_begin(j);
-        sl_json_key(j, "name");
-        sl_json_string(j, p->name);
-        sl_json_key(j, "kind");
-        sl_json_string(j, p->kind->name);
-        sl_json_key(j, "version");
-        sl_json_string(j, p->version);
-        sl_json_key(j, "source");
-        sl_json_string(j, p->source);
-        sl_json_key(j, "sha256");
-        sl_json_string(j, p->sha256[0] ? p->sha256 : NULL);
+        sl_json_kv_string(j, "name", p->name);
+        sl_json_kv_string(j, "kind", p->kind->name);
+        sl_json_kv_string(j, "version", p->version);
+        sl_json_kv_string(j, "source", p->source);
+        sl_json_kv_string(j, "sha256", p->sha256[0] ? p->sha256 : NULL);
         sl_json_object_end(j);
     }
     sl_json_array_end(j);
@@ -255,18 +236,12 @@ static void put_generation(const struct sl_gen *g, void *arg)
     struct gen_walk *w = arg;
     struct sl_json *j = w->j;
     sl_json_object_begin(j);
-    sl_json_key(j, "id");
-    sl_json_uint(j, g->id);
-    sl_json_key(j, "current");
-    sl_json_bool(j, g == w->current);
-    sl_json_key(j, "created_at");
-    sl_json_time(j, g->created_ms);
-    sl_json_key(j, "age_ms");
-    sl_json_int(j, w->now_ms - g->created_ms);
-    sl_json_key(j, "in_flight");
-    sl_json_uint(j, sl_gen_inflight(g));
-    sl_json_key(j, "plugin_instances");
-    sl_json_uint(j, g->nplugins);
+    sl_json_kv_uint(j, "id", g->id);
+    sl_json_kv_bool(j, "current", g == w->current);
+    sl_json_kv_time(j, "created_at", g->created_ms);
+    sl_json_kv_int(j, "age_ms", w->now_ms - g->created_ms);
+    sl_json_kv_uint(j, "in_flight", sl_gen_inflight(g));
+    sl_json_kv_uint(j, "plugin_instances", g->nplugins);
     sl_json_key(j, "modules");
     put_modules(j, g);
     sl_json_object_end(j);
@@ -316,20 +291,14 @@ static void put_backend(struct sl_json *j, const struct sl_backend *b, struct sl
 {
     int64_t until = atomic_load_explicit(&b->down_until_ms, memory_order_relaxed);
     sl_json_object_begin(j);
-    sl_json_key(j, "address");
-    sl_json_string(j, b->conf->addr.text);
-    sl_json_key(j, "weight");
-    sl_json_int(j, b->conf->weight);
-    sl_json_key(j, "health");
-    sl_json_string(j, until > now_ms ? "cooling_down" : "up");
-    sl_json_key(j, "cooldown_left_ms");
-    sl_json_int(j, until > now_ms ? until - now_ms : 0);
+    sl_json_kv_string(j, "address", b->conf->addr.text);
+    sl_json_kv_int(j, "weight", b->conf->weight);
+    sl_json_kv_string(j, "health", until > now_ms ? "cooling_down" : "up");
+    sl_json_kv_int(j, "cooldown_left_ms", until > now_ms ? until - now_ms : 0);
     if (ws != NULL) {
         struct conn_counts cc = count_conns(ws, nws, &b->conf->addr);
-        sl_json_key(j, "active");
-        sl_json_uint(j, cc.active);
-        sl_json_key(j, "idle");
-        sl_json_uint(j, cc.idle);
+        sl_json_kv_uint(j, "active", cc.active);
+        sl_json_kv_uint(j, "idle", cc.idle);
     }
     sl_json_object_end(j);
 }
